@@ -1,0 +1,160 @@
+"""Dataclasses that read and write Lima's JSON/YAML with its exact keys.
+
+A model is a keyword-only dataclass whose fields declare their JSON key with
+:func:`key`. Decoding checks types and names the offending path
+(``images[0].kernel.location: expected a string, got 3``); keys a model does
+not know are kept in ``extra`` and written back, so a document from a newer
+Lima, or a driver's own fields, survive a round trip through lima-core.
+
+Go's ``omitempty`` is modelled per field: ``None`` is never written, and with
+``omitempty=True`` neither are ``0``, ``False``, ``""``, ``[]`` or ``{}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+M = TypeVar("M", bound="JSONModel")
+_MISSING = dataclasses.MISSING
+
+
+def key(name: str, default: Any = None, *, omitempty: bool = False, factory: Any = _MISSING) -> Any:
+    """Declare a model field stored under JSON key *name*."""
+    meta = {"key": name, "omitempty": omitempty}
+    if factory is not _MISSING:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(kw_only=True)
+class JSONModel:
+    """Base class; subclasses are decorated with ``@dataclasses.dataclass(kw_only=True)``."""
+
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=True)
+
+    @classmethod
+    def from_json(cls: type[M], data: Any, path: str = "") -> M:
+        """Build from a decoded JSON/YAML mapping; ConfigError on a wrong type."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
+        kwargs: dict[str, Any] = {}
+        known = set()
+        for attr, json_key, _omit, hint in _fields(cls):
+            known.add(json_key)
+            if json_key in data:
+                kwargs[attr] = _decode(hint, data[json_key], _join(path, json_key))
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
+
+    def to_json(self) -> dict[str, Any]:
+        """The mapping to serialise, with Lima's keys; unknown keys included."""
+        out: dict[str, Any] = {}
+        for attr, json_key, omitempty, _hint in _fields(type(self)):
+            value = getattr(self, attr)
+            if value is None or (omitempty and _is_empty(value)):
+                continue
+            out[json_key] = _encode(value)
+        for k, v in self.extra.items():
+            out.setdefault(k, v)
+        return out
+
+    def replace_with(self: M, other: M) -> None:
+        """Make this object equal to *other*, in place (for callers holding a reference)."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+    def copy(self: M) -> M:
+        """A deep copy (via the JSON form)."""
+        return type(self).from_json(self.to_json())
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, str, bool, Any], ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "key" in f.metadata:
+            out.append((f.name, f.metadata["key"], f.metadata["omitempty"], hints[f.name]))
+    return tuple(out)
+
+
+def _join(path: str, part: str) -> str:
+    return f"{path}.{part}" if path else part
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _decode(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _decode(args[0], value, path)
+    if hint is Any:
+        return value
+    if value is None:
+        return None
+    if isinstance(hint, type) and issubclass(hint, JSONModel):
+        return hint.from_json(value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        (item,) = typing.get_args(hint)
+        return [_decode(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        _k, item = typing.get_args(hint)
+        return {str(k): _decode(item, v, _join(path, str(k))) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+        return value
+    if hint is str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+        return value if isinstance(value, str) else str(value)
+    if hint is bytes:
+        return value
+    raise TypeError(f"unsupported model field type {hint!r} at {path}")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, JSONModel):
+        return value.to_json()
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, str, list, dict)) and not value

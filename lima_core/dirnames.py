@@ -1,0 +1,35 @@
+"""Where lima-core keeps things: LIMA_HOME, instance directories, the cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from . import filenames
+
+LIMA_HOME_ENV = "LIMA_HOME"
+
+
+def lima_home() -> Path:
+    """$LIMA_HOME, or ~/.lima. Symlinks are resolved when it exists."""
+    home = os.environ.get(LIMA_HOME_ENV) or str(Path.home() / ".lima")
+    path = Path(home).expanduser()
+    return path.resolve() if path.exists() else path.absolute()
+
+
+def config_dir() -> Path:
+    return lima_home() / filenames.CONFIG_DIR
+
+
+def instance_dir(name: str) -> Path:
+    return lima_home() / name
+
+
+def cache_dir() -> Path:
+    """Lima's cache: ~/Library/Caches/lima, $XDG_CACHE_HOME/lima, %LocalAppData%\\lima."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "lima"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "lima"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lima"

@@ -1,0 +1,39 @@
+"""Make an executable ``lima-driver-<name>`` out of any installed driver class.
+
+Used by ``lima drivers build-external`` (the analog of Lima's
+``make additional-drivers``) and by tests. The executable is a two-line
+Python script bound to this interpreter that calls :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import LimaError
+
+_SCRIPT = """#!{python}
+# lima-driver-{name}: serves the {name!r} driver ({target}) as a Lima external driver.
+# Written by lima-core; regenerate with `lima drivers build-external {name}`.
+import importlib, sys
+from lima_core.external import serve
+_module, _, _attr = {target!r}.partition(":")
+_obj = importlib.import_module(_module)
+for _part in _attr.split(".") if _attr else ():
+    _obj = getattr(_obj, _part)
+sys.exit(serve(_obj))
+"""
+
+
+def write_executable(dest_dir: Path, name: str, target: str, python: str | None = None) -> Path:
+    """Write ``dest_dir/lima-driver-<name>`` serving ``module:Class`` *target*; mode 0755."""
+    if not name or "/" in name or name.startswith("."):
+        raise LimaError(f"invalid driver name {name!r}")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"lima-driver-{name}"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(_SCRIPT.format(python=python or sys.executable, name=name, target=target))
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path

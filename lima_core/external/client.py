@@ -1,0 +1,178 @@
+"""The host's view of an external driver: a plugin whose hookimpls forward over gRPC.
+
+The shim class is generated from the hookspecs and the wire table: one
+forwarding hookimpl per hook the remote driver implements (a lima-core server
+lists them; a plain Lima driver implements every Lima method). Registered on a
+:class:`~lima_core.host.DriverHost` like any internal driver, it gives the same
+results, the same errors and the same start stream.
+
+Each connection sends a ``lima-session`` id with every call, so a lima-core
+server keeps one driver object per client (the host agent's ``configure`` is
+not overwritten by a CLI command's). A Lima server ignores it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .. import hookspecs, protocol
+from ..errors import DriverError, DriverTimeout, LimaError, StartFailed
+from ..host import DriverHost
+from ..limatype import Instance
+from ..starthandle import StartHandle
+from . import supervisor
+
+SESSION_KEY = "lima-session"
+INSPECT_STATUS_TIMEOUT = 10.0
+#: The hooks of Lima's Driver interface: what a plain Lima driver serves.
+LIMA_HOOKS = frozenset(h for h in hookspecs.HOOKS if h in protocol.WIRE and not protocol.WIRE[h].extension) | {
+    "inspect_status"}
+
+
+class Connection:
+    """A gRPC channel to one driver server, with this client's session id."""
+
+    def __init__(self, server: supervisor.Server) -> None:
+        self.server = server
+        self.name = server.name
+        self._channel = protocol.channel(str(server.socket))
+        self._driver, self._ext = protocol.stubs(self._channel)
+        self._metadata = ((SESSION_KEY, uuid.uuid4().hex),)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def protocol_info(self) -> Any | None:
+        """The server's ProtocolInfo, or None for a plain Lima driver."""
+        try:
+            return self._ext.GetProtocolInfo(protocol.Empty(), timeout=10, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return None
+            raise protocol.error_from_rpc(exc, self.name, "protocol info") from None
+
+    def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
+        wire = protocol.WIRE[hook]
+        stub = self._ext if wire.extension else self._driver
+        try:
+            response = getattr(stub, wire.rpc)(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise protocol.error_from_rpc(exc, self.name, hook) from None
+        return wire.result(response)
+
+    def start(self) -> StartHandle:
+        call = self._driver.Start(protocol.Empty(), metadata=self._metadata)
+        try:
+            first = next(call)
+        except grpc.RpcError as exc:
+            raise protocol.error_from_rpc(exc, self.name, "start") from None
+        except StopIteration:
+            raise StartFailed(f"driver {self.name!r} ended the start stream before the VM started") from None
+        if not first.success:
+            try:
+                next(call)  # our servers follow the message with a typed status
+            except grpc.RpcError as exc:
+                err = protocol.error_from_rpc(exc, self.name, "start")
+                raise (err if type(err) is not DriverError else StartFailed(first.error)) from None
+            except StopIteration:
+                pass
+            raise StartFailed(first.error)
+        handle = StartHandle(on_cancel=call.cancel)
+        threading.Thread(target=self._follow, args=(call, handle), name=f"start-stream-{self.name}",
+                         daemon=True).start()
+        return handle
+
+    def _follow(self, call: Any, handle: StartHandle) -> None:
+        """Copy the rest of the stream onto *handle*; a dying stream is reported, not just logged."""
+        try:
+            for msg in call:
+                if msg.success:
+                    handle.close()
+                    return
+                handle.report(msg.error)
+            handle.report(f"driver {self.name!r} ended the start stream without saying the VM stopped")
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                handle.report(f"lost the start stream of driver {self.name!r} ({exc.code().name}: "
+                              f"{exc.details()}); the driver process may have died, see "
+                              f"driver.stderr.log")
+        handle.close()
+
+
+def inspect_status(path: str, instance: Instance) -> str:
+    """Lima's one-shot ``--inspect-status`` protocol; fills *instance* from the reply."""
+    try:
+        proc = subprocess.run([path, "--inspect-status"], input=protocol.encode_inspect_payload(instance),
+                              capture_output=True, timeout=INSPECT_STATUS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise DriverTimeout(f"{path} --inspect-status did not answer within {INSPECT_STATUS_TIMEOUT:g} s") from None
+    except OSError as exc:
+        raise DriverError(f"cannot run {path} --inspect-status: {exc.strerror}") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise DriverError(f"{path} --inspect-status exited with status {proc.returncode}"
+                          + (f": {err[-1]}" if err else ""))
+    instance.replace_with(protocol.decode_inspect_payload(proc.stdout))
+    return instance.status
+
+
+# -- the generated shim -------------------------------------------------------------------
+
+
+class _ShimBase:
+    """State shared by the generated hookimpls."""
+
+    def __init__(self, connection: Connection, path: str) -> None:
+        self._connection = connection
+        self._path = path
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def _forward(self, hook: str, kwargs: dict[str, Any]) -> Any:
+        if hook == "start":
+            return self._connection.start()
+        if hook == "inspect_status":
+            return inspect_status(self._path, kwargs["instance"])
+        return self._connection.call(hook, kwargs)
+
+
+def _forwarding_impl(hook: str) -> Any:
+    """A hookimpl with the spec's exact parameter names (pluggy reads them from the code object)."""
+    params = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+    kwargs = ", ".join(f"{p!r}: {p}" for p in params)
+    source = f"def {hook}(self, {', '.join(params)}):\n    return self._forward({hook!r}, {{{kwargs}}})\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<lima_core shim {hook}>", "exec"), namespace)  # noqa: S102 - generated from hookspecs
+    impl = namespace[hook]
+    impl.__doc__ = f"Forward {hook} to the external driver."
+    return hookspecs.hookimpl(impl)
+
+
+@functools.cache
+def shim_class(hooks: frozenset[str]) -> type:
+    """A driver class forwarding exactly *hooks*."""
+    namespace = {h: _forwarding_impl(h) for h in hookspecs.HOOKS if h in hooks}
+    return type("ExternalDriver", (_ShimBase,), namespace)
+
+
+def connect(path: str, name: str, instance_dir: Path) -> DriverHost:
+    """Reach (or spawn) the external driver *name* serving *instance_dir*."""
+    server = supervisor.ensure_server(path, name, instance_dir)
+    connection = Connection(server)
+    try:
+        pinfo = connection.protocol_info()
+        hooks = frozenset(pinfo.hooks) if pinfo is not None else LIMA_HOOKS
+        unknown = hooks - set(hookspecs.HOOKS)
+        return DriverHost(shim_class(hooks - unknown)(connection, path), name, location=path)
+    except LimaError:
+        connection.close()
+        raise

@@ -1,0 +1,167 @@
+"""Host side of external driver processes: find, spawn, wait for, and stop them.
+
+One server per (instance, driver): ``<inst-dir>/<name>.drv.sock``. A server
+whose socket answers is reused; otherwise ``<path> --inst-dir <dir>`` is
+spawned in its own session (it outlives the spawner, as in Lima), with stderr
+appended to ``driver.stderr.log`` and its pid written to ``<name>.drv.pid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from .. import filenames, pidfile
+from ..errors import DriverProcessError
+
+#: How long a spawned driver has to create its socket (Lima: 10 s).
+READY_TIMEOUT = 10.0
+#: Graceful stop: SIGTERM, then SIGKILL after this long (Lima: 10 s).
+STOP_TIMEOUT = 10.0
+#: How often to look for the socket while waiting (Lima polls every 100 ms).
+POLL_INTERVAL = 0.01
+#: A dial that takes longer than this means "not answering" (Lima: 2 s).
+DIAL_TIMEOUT = 2.0
+STDERR_TAIL_LINES = 10
+
+
+@dataclasses.dataclass
+class Server:
+    """A running driver server for one instance."""
+
+    name: str
+    path: str
+    socket: Path
+    #: the child, when this process spawned it (else None: reused)
+    process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+def socket_path(instance_dir: Path, name: str) -> Path:
+    return instance_dir / filenames.driver_socket(name)
+
+
+def answers(sock: Path, timeout: float = DIAL_TIMEOUT) -> bool:
+    """True if something accepts connections on unix socket *sock*."""
+    if not sock.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
+    """Reuse the instance's server for *name*, or spawn one and wait for its socket."""
+    sock = socket_path(instance_dir, name)
+    if answers(sock):
+        return Server(name, path, sock)
+    return spawn(path, name, instance_dir, timeout)
+
+
+def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
+    sock = socket_path(instance_dir, name)
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    log_path = instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen([path, "--inst-dir", str(instance_dir)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise DriverProcessError(f"cannot run external driver {path}: {exc.strerror}") from exc
+    pid_path = instance_dir / filenames.driver_pid_file(name)
+    try:
+        pidfile.write(pid_path, proc.pid)
+    except OSError as exc:
+        _kill(proc)
+        raise DriverProcessError(f"cannot write {pid_path}: {exc.strerror}") from exc
+
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.poll()
+        if code is not None:
+            pidfile.remove(pid_path)
+            tail = _tail(log_path, log_start)
+            raise DriverProcessError(f"external driver {name} ({path}) exited with status {code} before creating "
+                                     f"its socket" + (f": {tail}" if tail else ""))
+        if answers(sock, timeout=0.5):
+            return Server(name, path, sock, proc)
+        if time.monotonic() >= deadline:
+            _kill(proc)
+            pidfile.remove(pid_path)
+            raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
+                                     f"{timeout:g} s; see {log_path}")
+        time.sleep(POLL_INTERVAL)
+
+
+def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_TIMEOUT) -> list[str]:
+    """Stop every external driver server of the instance, whatever its name.
+
+    Graceful: SIGTERM, wait up to *timeout*, then SIGKILL. Forced: SIGKILL.
+    Only processes proven to be the driver are signalled (see pidfile). Sockets
+    are removed afterwards. Returns notes about pid files left alone.
+    """
+    notes: list[str] = []
+    for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
+        name = pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)]
+        status = pidfile.read(pid_path, expect=f"lima-driver-{name}")
+        if status.process is not None:
+            terminate(status.process, force=force, timeout=timeout)
+        elif status.reason:
+            notes.append(status.reason)
+        pidfile.remove(pid_path)
+    for sock in instance_dir.glob("*" + filenames.DRIVER_SOCKET_SUFFIX):
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+    return notes
+
+
+def terminate(proc: psutil.Process, force: bool = False, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM then SIGKILL after *timeout* (or SIGKILL at once when *force*)."""
+    try:
+        if not force:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+                return
+            except psutil.TimeoutExpired:
+                pass
+        proc.kill()
+        proc.wait(5)
+    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pass
+    except psutil.AccessDenied as exc:
+        raise DriverProcessError(f"not allowed to stop process {proc.pid}") from exc
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def _tail(log_path: Path, start: int) -> str:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip()]
+    return " | ".join(lines[-STDERR_TAIL_LINES:])

@@ -1,0 +1,103 @@
+"""File names inside an instance directory and under LIMA_HOME, as Lima names them.
+
+The one place these names are written; code never spells them inline.
+"""
+
+from __future__ import annotations
+
+# metadata
+LIMA_YAML = "lima.yaml"
+LIMA_VERSION = "lima-version"
+PROTECTED = "protected"
+
+# cloud-init
+CLOUD_CONFIG = "cloud-config.yaml"
+CIDATA_ISO = "cidata.iso"
+CIDATA_DIR = "cidata"
+
+# disks and kernel
+IMAGE = "image"
+DISK = "disk"
+ISO = "iso"
+BASE_DISK = "basedisk"
+DIFF_DISK = "diffdisk"
+KERNEL = "kernel"
+KERNEL_CMDLINE = "kernel.cmdline"
+INITRD = "initrd"
+
+# qemu
+QMP_SOCK = "qmp.sock"
+QEMU_EFI_CODE = "qemu-efi-code.fd"
+
+# vz
+VZ_IDENTIFIER = "vz-identifier"
+VZ_EFI = "vz-efi"
+VZ_HWMODEL = "vz-hwmodel"
+VZ_AUX = "vz-aux"
+
+# serial consoles
+SERIAL_LOG = "serial.log"
+SERIAL_SOCK = "serial.sock"
+SERIALP_LOG = "serialp.log"
+SERIALP_SOCK = "serialp.sock"
+SERIALV_LOG = "serialv.log"
+SERIALV_SOCK = "serialv.sock"
+
+# ssh
+SSH_SOCK = "ssh.sock"
+SSH_CONFIG = "ssh.config"
+
+# vnc
+VNC_DISPLAY = "vncdisplay"
+VNC_PASSWORD = "vncpassword"
+
+# guest agent
+GUEST_AGENT_SOCK = "ga.sock"
+
+# host agent
+HOST_AGENT_PID = "ha.pid"
+HOST_AGENT_SOCK = "ha.sock"
+HOST_AGENT_STDOUT_LOG = "ha.stdout.log"
+HOST_AGENT_STDERR_LOG = "ha.stderr.log"
+
+# external driver
+EXTERNAL_DRIVER_STDERR_LOG = "driver.stderr.log"
+
+# files `lima stop -f` removes from an instance directory
+TMP_FILE_SUFFIXES = (".pid", ".sock", ".tmp")
+
+# any of these makes a directory an instance directory
+INSTANCE_MARKERS = (HOST_AGENT_STDOUT_LOG, HOST_AGENT_STDERR_LOG, VZ_IDENTIFIER, IMAGE, DISK, BASE_DISK,
+                    DIFF_DISK, CIDATA_ISO)
+
+# lima-core additions (not in Lima): the identity recorded beside a pid file
+PID_IDENTITY_SUFFIX = ".identity"
+
+
+def pid_file(vm_type: str) -> str:
+    """The VM process's pid file: qemu.pid, vz.pid, krunkit.pid."""
+    return f"{vm_type}.pid"
+
+
+def driver_socket(driver: str) -> str:
+    """The external driver's gRPC socket: <name>.drv.sock."""
+    return f"{driver}.drv.sock"
+
+
+def driver_pid_file(driver: str) -> str:
+    """The external driver process's pid file, written by the host: <name>.drv.pid."""
+    return f"{driver}.drv.pid"
+
+
+DRIVER_SOCKET_SUFFIX = ".drv.sock"
+DRIVER_PID_SUFFIX = ".drv.pid"
+
+# under LIMA_HOME
+CONFIG_DIR = "_config"
+USER_KEY = "user"
+USER_PUBKEY = "user.pub"
+DEFAULT_YAML = "default.yaml"
+OVERRIDE_YAML = "override.yaml"
+DRIVERS_YAML = "drivers.yaml"  # lima-core: {external: [names]}, the build-tag analog
+TEMPLATES_DIR = "_templates"
+DISKS_DIR = "_disks"

@@ -1,0 +1,261 @@
+"""The one adapter between driver hooks and Lima's gRPC messages.
+
+Only this package imports the generated ``*_pb2`` modules. It maps every hook
+to its RPC (:data:`WIRE`), converts arguments and results between plain Python
+values and messages in both directions, and maps errors to gRPC statuses and
+back, so the client shim and the server are both driven by the same table.
+
+Errors travel as a status whose details are the driver's own message, plus the
+trailing metadata ``lima-error-kind`` naming the :class:`LimaError` subclass.
+A peer that does not send the metadata (a driver built for Lima) is decoded
+from the status code: UNIMPLEMENTED, or the bare message "unimplemented" that
+Lima's drivers return, becomes :class:`UnsupportedOperation`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from .. import errors
+from ..limatype import Info, Instance
+from ._gen import driver_pb2, driver_pb2_grpc, lima_core_ext_pb2, lima_core_ext_pb2_grpc
+
+#: Revision of lima-core's protocol extensions (0 = plain Lima protocol).
+PROTOCOL_VERSION = 1
+#: Lima's message limit, applied to both directions (Lima's server keeps 4 MiB).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+ERROR_KIND_KEY = "lima-error-kind"
+SERVICE = "Driver"
+EXT_SERVICE = "lima_core.v1.DriverExtensions"
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+SERVER_OPTIONS = CHANNEL_OPTIONS + [
+    # Lima's server keepalive: ping every 10 s, allow client pings as often as 10 s.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 30_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+Empty = empty_pb2.Empty
+StartResponse = driver_pb2.StartResponse
+ProtocolInfo = lima_core_ext_pb2.ProtocolInfo
+
+
+# -- JSON payloads ----------------------------------------------------------------------
+
+
+def encode_instance(instance: Instance) -> bytes:
+    return json.dumps(instance.to_json(), separators=(",", ":")).encode()
+
+
+def decode_instance(data: bytes) -> Instance:
+    try:
+        return Instance.from_json(json.loads(data or b"{}"))
+    except (ValueError, errors.ConfigError) as exc:
+        raise errors.DriverError(f"malformed instance JSON: {exc}") from exc
+
+
+def encode_info(info: Info) -> bytes:
+    return json.dumps(info.to_json(), separators=(",", ":")).encode()
+
+
+def decode_info(data: bytes) -> Info:
+    try:
+        return Info.from_json(json.loads(data or b"{}"))
+    except (ValueError, errors.ConfigError) as exc:
+        raise errors.DriverError(f"malformed driver info JSON: {exc}") from exc
+
+
+def encode_inspect_payload(instance: Instance) -> bytes:
+    """The ``--inspect-status`` form: a JSON string holding base64 of the instance JSON."""
+    return json.dumps(base64.b64encode(encode_instance(instance)).decode()).encode() + b"\n"
+
+
+def decode_inspect_payload(data: bytes) -> Instance:
+    try:
+        inner = json.loads(data)
+        if not isinstance(inner, str):
+            raise ValueError("expected a JSON string")
+        return decode_instance(base64.b64decode(inner, validate=True))
+    except ValueError as exc:
+        raise errors.DriverError(f"malformed --inspect-status payload: {exc}") from exc
+
+
+# -- the hook <-> RPC table ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Wire:
+    """How one hook crosses the wire."""
+
+    hook: str
+    rpc: str
+    #: kwargs -> request message (client side)
+    request: Callable[[dict[str, Any]], Any]
+    #: request message -> kwargs (server side)
+    arguments: Callable[[Any], dict[str, Any]]
+    #: result -> response message (server side)
+    response: Callable[[Any], Any]
+    #: response message -> result (client side)
+    result: Callable[[Any], Any]
+    #: Lima's client-side deadline in seconds, or None for the caller's.
+    deadline: float | None = None
+    streaming: bool = False
+    extension: bool = False
+
+
+def _empty_request(_kwargs: dict[str, Any]) -> Any:
+    return Empty()
+
+
+def _no_arguments(_msg: Any) -> dict[str, Any]:
+    return {}
+
+
+def _empty_response(_result: Any) -> Any:
+    return Empty()
+
+
+def _none(_msg: Any) -> None:
+    return None
+
+
+def _unary(hook: str, rpc: str, deadline: float | None = None) -> Wire:
+    """A hook with no arguments and no result."""
+    return Wire(hook, rpc, _empty_request, _no_arguments, _empty_response, _none, deadline)
+
+
+def _tagged(hook: str, rpc: str, message: Any) -> Wire:
+    return Wire(hook, rpc, lambda kw: message(tag=kw["tag"]), lambda m: {"tag": m.tag}, _empty_response, _none)
+
+
+def _returns(hook: str, rpc: str, message: Any, field: str, deadline: float | None = None) -> Wire:
+    """A hook with no arguments whose result is one field of the response."""
+    return Wire(hook, rpc, _empty_request, _no_arguments, lambda r: message(**{field: r}),
+                lambda m: getattr(m, field), deadline)
+
+
+WIRE: dict[str, Wire] = {w.hook: w for w in (
+    Wire("info", "Info", _empty_request, _no_arguments,
+         lambda info: driver_pb2.InfoResponse(info_json=encode_info(info)),
+         lambda m: decode_info(m.info_json), deadline=10),
+    Wire("configure", "Configure",
+         lambda kw: driver_pb2.SetConfigRequest(instance_config_json=encode_instance(kw["instance"])),
+         lambda m: {"instance": decode_instance(m.instance_config_json)},
+         lambda inst: driver_pb2.SetConfigResponse(instance_config_json=encode_instance(inst)),
+         lambda m: decode_instance(m.instance_config_json), deadline=10),
+    _unary("validate", "Validate", deadline=10),
+    _unary("create", "Create"),
+    _unary("create_disk", "CreateDisk"),
+    Wire("start", "Start", _empty_request, _no_arguments, _empty_response, _none, streaming=True),
+    _unary("stop", "Stop"),
+    _unary("delete", "Delete"),
+    _returns("boot_scripts", "BootScripts", driver_pb2.BootScriptsResponse, "scripts"),
+    # Lima gives RunGUI a 10 s deadline although it blocks until the VM ends;
+    # we give it none, so a GUI driver can work externally.
+    _unary("run_gui", "RunGUI"),
+    Wire("change_display_password", "ChangeDisplayPassword",
+         lambda kw: driver_pb2.ChangeDisplayPasswordRequest(password=kw["password"]),
+         lambda m: {"password": m.password}, _empty_response, _none),
+    _returns("display_connection", "GetDisplayConnection", driver_pb2.GetDisplayConnectionResponse, "connection"),
+    _tagged("create_snapshot", "CreateSnapshot", driver_pb2.CreateSnapshotRequest),
+    _tagged("apply_snapshot", "ApplySnapshot", driver_pb2.ApplySnapshotRequest),
+    _tagged("delete_snapshot", "DeleteSnapshot", driver_pb2.DeleteSnapshotRequest),
+    _returns("list_snapshots", "ListSnapshots", driver_pb2.ListSnapshotsResponse, "snapshots"),
+    _returns("forward_guest_agent", "ForwardGuestAgent", driver_pb2.ForwardGuestAgentResponse, "should_forward",
+             deadline=10),
+    _unary("guest_agent_conn", "GuestAgentConn"),
+    _returns("ssh_address", "SSHAddress", driver_pb2.SSHAddressResponse, "address"),
+    _unary("additional_setup_for_ssh", "AdditionalSetupForSSH"),
+    Wire("capture_screenshot", "CaptureScreenshot",
+         lambda kw: lima_core_ext_pb2.CaptureScreenshotRequest(format=kw.get("format", "")),
+         lambda m: {"format": m.format},
+         lambda image: lima_core_ext_pb2.CaptureScreenshotResponse(image=image),
+         lambda m: m.image, extension=True),
+    Wire("check_host", "CheckHost", _empty_request, _no_arguments, _empty_response, _none, deadline=10,
+         extension=True),
+)}
+
+
+def start_message(error: str | None = None) -> Any:
+    """A Start stream message: success (started/ended) or one error."""
+    return StartResponse(success=error is None, error=error or "")
+
+
+def protocol_info(driver_name: str, hooks: list[str], server: str) -> Any:
+    return ProtocolInfo(version=PROTOCOL_VERSION, driver_name=driver_name, hooks=hooks, server=server)
+
+
+# -- stubs and servicers --------------------------------------------------------------
+
+
+def channel(socket_path: str) -> grpc.Channel:
+    return grpc.insecure_channel(f"unix://{socket_path}", options=CHANNEL_OPTIONS)
+
+
+def stubs(chan: grpc.Channel) -> tuple[Any, Any]:
+    """(Driver stub, DriverExtensions stub) on *chan*."""
+    return driver_pb2_grpc.DriverStub(chan), lima_core_ext_pb2_grpc.DriverExtensionsStub(chan)
+
+
+def add_servicers(server: grpc.Server, driver_servicer: Any, ext_servicer: Any) -> None:
+    driver_pb2_grpc.add_DriverServicer_to_server(driver_servicer, server)
+    lima_core_ext_pb2_grpc.add_DriverExtensionsServicer_to_server(ext_servicer, server)
+
+
+DriverServicerBase = driver_pb2_grpc.DriverServicer
+ExtensionsServicerBase = lima_core_ext_pb2_grpc.DriverExtensionsServicer
+
+
+# -- errors -------------------------------------------------------------------------------
+
+_CODE_FOR = {
+    errors.UnsupportedOperation: grpc.StatusCode.UNIMPLEMENTED,
+    errors.ConfigError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.HostUnsupported: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.InstanceError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.DriverTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+def abort_with(context: grpc.ServicerContext, exc: BaseException) -> None:
+    """Server side: end the RPC with *exc*'s class and message. Never returns."""
+    if isinstance(exc, errors.LimaError):
+        kind, message = exc.kind, exc.message
+        code = next((c for cls, c in _CODE_FOR.items() if isinstance(exc, cls)), grpc.StatusCode.UNKNOWN)
+    else:
+        kind, message, code = "DriverError", str(exc) or type(exc).__name__, grpc.StatusCode.UNKNOWN
+    context.set_trailing_metadata(((ERROR_KIND_KEY, kind),))
+    context.abort(code, message)
+
+
+def error_from_rpc(exc: grpc.RpcError, driver: str, hook: str) -> errors.LimaError:
+    """Client side: the LimaError an RPC failure stands for."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    message = (exc.details() if hasattr(exc, "details") else None) or str(code)
+    kind = None
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for k, v in trailing or ():
+        if k == ERROR_KIND_KEY:
+            kind = v
+    if kind:
+        return errors.error_class(kind)(message)
+    if code == grpc.StatusCode.UNIMPLEMENTED or message.strip().lower() == "unimplemented":
+        return errors.UnsupportedOperation(f"driver {driver!r} does not support {hook.replace('_', ' ')}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DriverTimeout(f"driver {driver!r} did not answer {hook} in time")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.DriverUnavailable(f"driver {driver!r} is not reachable ({message}); "
+                                        f"its log is driver.stderr.log in the instance directory")
+    return errors.DriverError(message)

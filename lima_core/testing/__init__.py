@@ -1,0 +1,6 @@
+"""Testing support for lima-core and for driver authors.
+
+- :mod:`lima_core.testing.conformance`: the driver conformance suite.
+- :mod:`lima_core.testing.fakedriver`: a complete in-tree driver whose VM is a child process.
+- :mod:`lima_core.testing.plugin`: the pytest plugin (``pytest --lima-driver NAME``).
+"""

@@ -1,0 +1,187 @@
+"""The driver conformance suite: what every driver, internal or external, must do.
+
+Use it by subclassing :class:`ConformanceSuite` in a test module and providing
+a ``driver_factory`` fixture that returns a :class:`DriverUnderTest`. The
+suite checks the contract written in :mod:`lima_core.hookspecs`:
+
+- ``info`` answers before ``configure`` and names the driver;
+- ``configure`` keeps fields it does not know, in the instance and its config;
+- ``create`` is idempotent;
+- boot-script keys have the form ``boot.<OS>/<SCRIPT>`` (or a bare name);
+- every hook either answers or raises a typed :class:`LimaError`;
+- a capability is either implemented or reports UnsupportedOperation;
+- read-only calls (``info``, ``forward_guest_agent``) are safe concurrently;
+- when the driver can boot here, the start stream says "started", carries
+  errors, and ends after ``stop``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .. import hookspecs
+from ..errors import LimaError, UnsupportedOperation
+from ..host import DriverHost
+from ..limatype import Info, Instance, LimaYAML, host_arch
+
+BOOT_SCRIPT_KEY = re.compile(r"^(boot\.[A-Za-z0-9]+/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclasses.dataclass
+class DriverUnderTest:
+    """How the suite reaches the driver."""
+
+    name: str
+    #: "in-process" or "external"
+    mode: str
+    #: instance directory -> a fresh DriverHost for it
+    make: Callable[[Path], DriverHost]
+    #: lima.yaml for a bootable instance, or None if the driver cannot boot here
+    boot_config: dict[str, Any] | None = None
+    #: prepares the instance dir before start (e.g. writes cidata), if the driver needs it
+    prepare_boot: Callable[[DriverHost, Instance], None] | None = None
+
+
+def new_instance(directory: Path, vm_type: str, config: dict[str, Any] | None = None) -> Instance:
+    """An Instance as the host would hand it to ``configure``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = {"vmType": vm_type, "arch": host_arch(), "cpus": 1, "memory": "512MiB", "disk": "1GiB",
+           "images": [{"location": "/nonexistent/image", "arch": host_arch()}], **(config or {})}
+    name = directory.name
+    return Instance(name=name, hostname=f"lima-{name}", dir=str(directory), vm_type=vm_type, arch=host_arch(),
+                    config=LimaYAML.from_json(cfg))
+
+
+def capability_report(host: DriverHost) -> dict[str, str]:
+    """capability -> "implemented" | "partial" | "not implemented", from the hooks the driver has."""
+    by_cap: dict[str, list[bool]] = {}
+    for hook in hookspecs.HOOKS:
+        by_cap.setdefault(hookspecs.CAPABILITIES[hook], []).append(host.implements(hook))
+    return {cap: "implemented" if all(v) else "partial" if any(v) else "not implemented"
+            for cap, v in by_cap.items()}
+
+
+def call_outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
+    """("ok", result) or (error class name, message): comparable across in-process and external."""
+    try:
+        return "ok", fn()
+    except LimaError as exc:
+        return type(exc).__name__, exc.message
+
+
+class ConformanceSuite:
+    """Subclass with a ``driver_factory`` fixture returning a DriverUnderTest."""
+
+    @pytest.fixture
+    def dut(self, driver_factory: DriverUnderTest) -> DriverUnderTest:
+        return driver_factory
+
+    @pytest.fixture
+    def configured(self, dut: DriverUnderTest, tmp_path: Path) -> tuple[DriverHost, Instance]:
+        inst = new_instance(tmp_path / "inst", dut.name)
+        host = dut.make(Path(inst.dir))
+        host.configure(inst)
+        return host, inst
+
+    def test_info_before_configure(self, dut: DriverUnderTest, tmp_path: Path) -> None:
+        host = dut.make(tmp_path / "fresh")
+        info = host.info()
+        assert isinstance(info, Info)
+        assert info.name == dut.name
+        assert info.vsock_port >= 0
+
+    def test_configure_keeps_unknown_fields(self, dut: DriverUnderTest, tmp_path: Path) -> None:
+        inst = new_instance(tmp_path / "inst", dut.name, {"futureField": {"nested": [1, 2]}})
+        inst.extra["futureInstanceKey"] = "kept"
+        host = dut.make(Path(inst.dir))
+        out = host.configure(inst)
+        assert out.extra.get("futureInstanceKey") == "kept"
+        assert out.config is not None
+        assert out.config.extra.get("futureField") == {"nested": [1, 2]}
+        assert out.config.vm_type == dut.name
+
+    def test_create_is_idempotent(self, configured: tuple[DriverHost, Instance]) -> None:
+        host, inst = configured
+        host.create()
+        before = sorted(p.name for p in Path(inst.dir).iterdir())
+        host.create()
+        assert sorted(p.name for p in Path(inst.dir).iterdir()) == before
+
+    def test_boot_script_keys(self, configured: tuple[DriverHost, Instance]) -> None:
+        host, _ = configured
+        scripts = host.boot_scripts()
+        assert isinstance(scripts, dict)
+        for key, content in scripts.items():
+            assert BOOT_SCRIPT_KEY.match(key), f"bad boot script key {key!r}"
+            assert isinstance(content, bytes)
+
+    def test_every_hook_answers_or_raises_typed(self, configured: tuple[DriverHost, Instance]) -> None:
+        host, inst = configured
+        calls: dict[str, Callable[[], Any]] = {
+            "info": host.info, "validate": host.validate, "create": host.create,
+            "inspect_status": lambda: host.inspect_status(inst.copy()),
+            "boot_scripts": host.boot_scripts, "display_connection": host.display_connection,
+            "change_display_password": lambda: host.change_display_password(password="abcd1234"),
+            "list_snapshots": host.list_snapshots, "forward_guest_agent": host.forward_guest_agent,
+            "ssh_address": host.ssh_address, "check_host": host.check_host,
+            "capture_screenshot": lambda: host.capture_screenshot(format="png"),
+        }
+        for hook, fn in calls.items():
+            try:
+                fn()
+            except LimaError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - the point of the check
+                pytest.fail(f"{hook} raised {type(exc).__name__} (not a LimaError): {exc}")
+
+    def test_unimplemented_capabilities_say_so(self, configured: tuple[DriverHost, Instance]) -> None:
+        host, _ = configured
+        for hook in hookspecs.HOOKS:
+            if host.implements(hook) or hookspecs.FALLBACKS[hook].policy != "unsupported":
+                continue
+            kwargs = {p: "x" for p in _params(hook)}
+            with pytest.raises(UnsupportedOperation, match="does not support"):
+                host.call(hook, **kwargs)
+
+    def test_read_only_calls_are_safe_concurrently(self, configured: tuple[DriverHost, Instance]) -> None:
+        host, _ = configured
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            infos = list(pool.map(lambda _: host.info(), range(32)))
+            forwards = list(pool.map(lambda _: host.forward_guest_agent(), range(32)))
+        assert all(i == infos[0] for i in infos)
+        assert all(f == forwards[0] for f in forwards)
+
+    def test_start_stream(self, dut: DriverUnderTest, tmp_path: Path) -> None:
+        if dut.boot_config is None:
+            pytest.skip(f"driver {dut.name} cannot boot on this host")
+        inst = new_instance(tmp_path / "boot", dut.name, dut.boot_config)
+        host = dut.make(Path(inst.dir))
+        host.configure(inst)
+        host.validate()
+        host.create()
+        host.create_disk()
+        if dut.prepare_boot:
+            dut.prepare_boot(host, inst)
+        handle = host.start()
+        try:
+            early = handle.next(timeout=0.5)
+            assert early is None or not early.ended, f"the VM ended right after start: {early}"
+        finally:
+            host.stop()
+        deadline = time.monotonic() + 30
+        while (event := handle.next(timeout=1)) is None or not event.ended:
+            assert time.monotonic() < deadline, "the start stream did not end after stop"
+
+
+def _params(hook: str) -> list[str]:
+    import inspect
+
+    return list(inspect.signature(getattr(hookspecs, hook)).parameters)

@@ -1,0 +1,238 @@
+"""A complete driver whose "VM" is a real child process, for tests.
+
+It implements every hook except ``run_gui`` (so the GUI capability reads as
+unsupported), keeps all its state in the instance directory (so ``stop``
+works from any process), and runs the same way in-process and as an external
+executable. Its behaviour is steered from lima.yaml, under ``vmOpts.fake``:
+
+``invalid: "why"``       validate raises ValidationError("why")
+``failStart: "why"``     start raises StartFailed("why")
+``startErrors: [..]``    errors reported on the start stream once started
+``exitAfter: seconds``   the VM process exits by itself after that long
+``ignoreTerm: true``     the VM process ignores SIGTERM (stop must kill it)
+``hangValidate: seconds`` validate sleeps that long first (a driver that stops answering)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from .. import filenames, pidfile
+from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, ValidationError
+from ..hookspecs import hookimpl
+from ..limatype import DriverFeatures, Info, Instance
+from ..starthandle import StartHandle
+from .fakevm import RUNNING
+
+NAME = "fake"
+STOP_TIMEOUT = 10.0
+SNAPSHOT_DIR = "fake-snapshots"
+IDENTIFIER = "fake-identifier"
+VM_MODULE = "lima_core.testing.fakevm"
+
+
+class FakeDriver:
+    """See the module docstring."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        self.instance: Instance | None = None
+        self.display_password = ""
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        if self.instance is None:
+            raise DriverError(f"driver {self.name!r} was not configured")
+        return Path(self.instance.dir)
+
+    def _opts(self) -> dict:
+        assert self.instance is not None and self.instance.config is not None
+        return self.instance.config.vm_opts_for(self.name)
+
+    @property
+    def _pid_path(self) -> Path:
+        return self.dir / filenames.pid_file(self.name)
+
+    # -- Info and Configure ---------------------------------------------------------------
+
+    @hookimpl
+    def info(self) -> Info:
+        return Info(name=self.name, instance_dir=self.instance.dir if self.instance else "",
+                    features=DriverFeatures(supported_image_formats=["raw", "qcow2"]))
+
+    @hookimpl
+    def configure(self, instance: Instance) -> None:
+        if instance.config is None:
+            raise ConfigError("the instance has no configuration")
+        if instance.config.vm_type is None:
+            instance.config.vm_type = self.name
+        instance.config.mount_type = instance.config.mount_type or "reverse-sshfs"
+        self.instance = instance
+        opts = self._opts()
+        if not isinstance(opts.get("startErrors", []), list):
+            raise ConfigError("vmOpts.fake.startErrors must be a list of strings")
+
+    @hookimpl
+    def validate(self) -> None:
+        time.sleep(float(self._opts().get("hangValidate", 0)))
+        why = self._opts().get("invalid")
+        if why:
+            raise ValidationError(str(why))
+
+    @hookimpl
+    def check_host(self) -> None:
+        return None
+
+    # -- Lifecycle ------------------------------------------------------------------------
+
+    @hookimpl
+    def create(self) -> None:
+        ident = self.dir / IDENTIFIER
+        if not ident.exists() or not ident.read_text().strip():
+            ident.write_text(f"{os.urandom(8).hex()}\n")
+
+    @hookimpl
+    def create_disk(self) -> None:
+        image, disk = self.dir / filenames.IMAGE, self.dir / filenames.DISK
+        if not disk.exists() and image.exists():
+            image.rename(disk)
+
+    @hookimpl
+    def start(self) -> StartHandle:
+        opts = self._opts()
+        if opts.get("failStart"):
+            raise StartFailed(str(opts["failStart"]))
+        if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
+            raise StartFailed(f"the fake VM of {self.dir.name} is already running")
+        args = [sys.executable, "-m", VM_MODULE, str(self.dir)]
+        if opts.get("exitAfter") is not None:
+            args += ["--exit-after", str(opts["exitAfter"])]
+        if opts.get("ignoreTerm"):
+            args.append("--ignore-term")
+        log = open(self.dir / "fakevm.log", "ab")
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        pidfile.write(self._pid_path, proc.pid)
+        # "Boot has begun" once the VM process is up and handles SIGTERM.
+        marker = self.dir / RUNNING
+        deadline = time.monotonic() + 10
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        handle = StartHandle.for_process(proc, "fake VM", on_cancel=lambda: _kill(proc))
+        for err in opts.get("startErrors", []):
+            handle.report(str(err))
+        return handle
+
+    @hookimpl
+    def stop(self) -> None:
+        status = pidfile.read(self._pid_path, expect=VM_MODULE)
+        proc = status.process
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except psutil.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            except psutil.NoSuchProcess:
+                pass
+        pidfile.remove(self._pid_path)
+
+    @hookimpl
+    def delete(self) -> None:
+        return None
+
+    @hookimpl
+    def inspect_status(self, instance: Instance) -> str:
+        return ""
+
+    @hookimpl
+    def boot_scripts(self) -> dict[str, bytes]:
+        return {"boot.Linux/10-fake.sh": b"#!/bin/sh\necho fake driver boot script\n"}
+
+    # -- display --------------------------------------------------------------------------
+
+    @hookimpl
+    def change_display_password(self, password: str) -> None:
+        self.display_password = password
+
+    @hookimpl
+    def display_connection(self) -> str:
+        return "5900"
+
+    @hookimpl
+    def capture_screenshot(self, format: str) -> bytes:
+        raise NoDisplay(f"the {self.name} VM has no display")
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def _snapshot(self, tag: str) -> Path:
+        if not tag or "/" in tag:
+            raise DriverError(f"invalid snapshot tag {tag!r}")
+        return self.dir / SNAPSHOT_DIR / tag
+
+    @hookimpl
+    def create_snapshot(self, tag: str) -> None:
+        path = self._snapshot(tag)
+        if path.exists():
+            raise DriverError(f"snapshot {tag!r} already exists")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"{time.time()}\n")
+
+    @hookimpl
+    def apply_snapshot(self, tag: str) -> None:
+        if not self._snapshot(tag).exists():
+            raise DriverError(f"snapshot {tag!r} not found")
+
+    @hookimpl
+    def delete_snapshot(self, tag: str) -> None:
+        path = self._snapshot(tag)
+        if not path.exists():
+            raise DriverError(f"snapshot {tag!r} not found")
+        path.unlink()
+
+    @hookimpl
+    def list_snapshots(self) -> str:
+        snap_dir = self.dir / SNAPSHOT_DIR
+        tags = sorted(p.name for p in snap_dir.iterdir()) if snap_dir.exists() else []
+        lines = ["ID        TAG               VM SIZE                DATE     VM CLOCK"]
+        lines += [f"{i:<9} {tag:<17} 0 B 1970-01-01 00:00:00 00:00:00.000" for i, tag in enumerate(tags, 1)]
+        return "\n".join(lines)
+
+    # -- guest agent and SSH ----------------------------------------------------------------
+
+    @hookimpl
+    def guest_agent_conn(self) -> None:
+        return None
+
+    @hookimpl
+    def ssh_address(self) -> str:
+        return "127.0.0.1"
+
+    @hookimpl
+    def additional_setup_for_ssh(self) -> None:
+        return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+    except OSError:
+        pass
+
+
+def main() -> None:
+    """The ``lima-driver-fake`` executable."""
+    from ..external import serve
+
+    raise SystemExit(serve(FakeDriver))

@@ -1,0 +1,49 @@
+"""The fake driver's "VM": a process that runs until SIGTERM (a clean power-off).
+
+    python -m lima_core.testing.fakevm INSTANCE_DIR [--exit-after S] [--ignore-term]
+
+It writes ``fakevm.running`` in the instance directory while it runs, so tests
+(and a fake ``ssh``) can tell that the guest is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+RUNNING = "fakevm.running"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("instance_dir", type=Path)
+    parser.add_argument("--exit-after", type=float, default=None)
+    parser.add_argument("--ignore-term", action="store_true")
+    opts = parser.parse_args(argv)
+    marker = opts.instance_dir / RUNNING
+    stopping = False
+
+    def on_term(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if opts.ignore_term else on_term)
+    marker.write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + opts.exit_after if opts.exit_after is not None else None
+    try:
+        while not stopping:
+            if deadline is not None and time.monotonic() >= deadline:
+                print("fake VM: exiting on its own (--exit-after)", file=sys.stderr)
+                return 3
+            time.sleep(0.05)
+    finally:
+        marker.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Lima's JSON keys, type errors with paths, and unknown keys surviving a round trip."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lima_core.errors import ConfigError
+from lima_core.limatype import DriverFeatures, Info, Instance, LimaYAML
+from lima_core.units import format_size, human_size, parse_size
+
+
+def test_info_uses_limas_keys() -> None:
+    info = Info(name="qemu", vsock_port=2222, virtio_port="io.lima-vm.guest_agent.0",
+                features=DriverFeatures(can_run_gui=True, dynamic_ssh_address=True, static_ssh_port=True,
+                                        skip_socket_forwarding=True, no_cloud_init=True, rosetta_enabled=True,
+                                        rosetta_bin_fmt=True, supported_image_formats=["raw"]))
+    assert info.to_json() == {
+        "name": "qemu", "vsockPort": 2222, "virtioPort": "io.lima-vm.guest_agent.0",
+        "features": {"canRunGui": True, "dynamicSSHAddress": True, "staticSSHPort": True,
+                     "skipSocketForwarding": True, "noCloudInit": True, "rosettaEnabled": True,
+                     "rosettaBinFmt": True, "supportedImageFormats": ["raw"]},
+    }
+
+
+def test_info_omitempty_matches_go() -> None:
+    # canRunGui, instanceDir and supportedImageFormats are omitempty in Lima; the rest are not.
+    assert Info(name="x").to_json() == {
+        "name": "x", "vsockPort": 0, "virtioPort": "",
+        "features": {"dynamicSSHAddress": False, "staticSSHPort": False, "skipSocketForwarding": False,
+                     "noCloudInit": False, "rosettaEnabled": False, "rosettaBinFmt": False},
+    }
+
+
+def test_instance_round_trip_keeps_unknown_keys() -> None:
+    doc = {
+        "name": "default", "hostname": "lima-default", "status": "Running", "dir": "/h/.lima/default",
+        "vmType": "qemu", "arch": "x86_64", "cpus": 4, "memory": 4294967296, "disk": 107374182400,
+        "sshLocalPort": 60022, "sshAddress": "127.0.0.1", "hostAgentPID": 10, "driverPID": 11,
+        "errors": ["boom"], "protected": False, "limaVersion": "2.0.0", "param": {"A": "b"},
+        "config": {"vmType": "qemu", "cpus": 4, "images": [{"location": "x", "arch": "x86_64",
+                                                             "kernel": {"location": "k", "cmdline": "c"}}],
+                   "mounts": [{"location": "~", "9p": {"cache": "mmap"}, "futureMountKey": 1}],
+                   "someFutureField": {"a": [1, 2]}},
+        "aFutureInstanceKey": True,
+    }
+    inst = Instance.from_json(doc)
+    assert inst.config is not None and inst.config.images is not None
+    assert inst.config.images[0].kernel is not None and inst.config.images[0].kernel.cmdline == "c"
+    assert inst.config.mounts is not None and inst.config.mounts[0].ninep is not None
+    assert json.loads(json.dumps(inst.to_json())) == doc
+
+
+def test_type_errors_name_the_path() -> None:
+    with pytest.raises(ConfigError, match=r"^cpus: expected an integer, got the string 'four'$"):
+        LimaYAML.from_json({"cpus": "four"})
+    with pytest.raises(ConfigError, match=r"^images\[1\]\.location: expected a string, got a list$"):
+        LimaYAML.from_json({"images": [{"location": "a"}, {"location": [1]}]})
+    with pytest.raises(ConfigError, match=r"^mounts\[0\]\.writable: expected true or false"):
+        LimaYAML.from_json({"mounts": [{"location": "/", "writable": "yes"}]})
+    with pytest.raises(ConfigError, match=r"^ssh: expected a mapping"):
+        LimaYAML.from_json({"ssh": 22})
+
+
+def test_none_is_not_written_but_false_is() -> None:
+    cfg = LimaYAML.from_json({"plain": False})
+    assert cfg.to_json() == {"plain": False}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("4GiB", 4 << 30), ("4G", 4 << 30), ("4GB", 4 << 30), ("512MiB", 512 << 20), ("100GiB", 100 << 30),
+    ("1.5GiB", 3 << 29), ("123", 123), (" 2 TiB ", 2 << 40),
+])
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+def test_parse_size_rejects_garbage() -> None:
+    with pytest.raises(ConfigError, match="memory: 'lots' is not a size"):
+        parse_size("lots", "memory")
+
+
+def test_format_sizes() -> None:
+    assert format_size(4 << 30) == "4GiB"
+    assert format_size(1536 << 20) == "1536MiB"
+    assert human_size(1536 << 20) == "1.5GiB"
