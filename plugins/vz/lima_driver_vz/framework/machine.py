@@ -1,0 +1,101 @@
+"""A VZVirtualMachine on its own serial dispatch queue.
+
+Virtualization.framework requires every call on a VM to happen on the queue
+the VM was created with; completion handlers run there too. :class:`Machine`
+makes that queue with ``dispatch_queue_create`` and funnels every call through
+``dispatch_sync``; completion handlers only set events, and the caller waits
+on those outside the queue (waiting inside would deadlock).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lima_core.errors import DriverError, DriverTimeout, StartFailed
+
+from . import Bindings
+from .configuration import _describe
+
+STATE_NAMES = {0: "stopped", 1: "running", 2: "paused", 3: "error", 4: "starting", 5: "pausing",
+               6: "resuming", 7: "stopping", 8: "saving", 9: "restoring"}
+STOPPED, RUNNING, ERROR = 0, 1, 3
+START_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+
+
+class Machine:
+    """One VM; every method may be called from any thread."""
+
+    def __init__(self, b: Bindings, configuration: Any, label: str) -> None:
+        self._b = b
+        self._queue = b.libdispatch.dispatch_queue_create(label.encode(), None)
+        self.vm = b.Virtualization.VZVirtualMachine.alloc().initWithConfiguration_queue_(configuration, self._queue)
+
+    def on_queue(self, fn: Callable[[], Any]) -> Any:
+        """Run *fn* on the VM's queue and return its result (exceptions are re-raised here)."""
+        box: list[Any] = []
+        failure: list[BaseException] = []
+
+        def block() -> None:
+            try:
+                box.append(fn())
+            except BaseException as exc:  # carried back to the calling thread
+                failure.append(exc)
+
+        self._b.libdispatch.dispatch_sync(self._queue, block)
+        if failure:
+            raise failure[0]
+        return box[0] if box else None
+
+    def _wait(self, start: Callable[[Callable[..., None]], None], timeout: float, what: str) -> tuple[Any, ...]:
+        done = threading.Event()
+        result: list[tuple[Any, ...]] = []
+
+        def handler(*args: Any) -> None:
+            result.append(args)
+            done.set()
+
+        self.on_queue(lambda: start(handler))
+        if not done.wait(timeout):
+            raise DriverTimeout(f"{what} did not finish within {timeout:g} s")
+        return result[0]
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        (error,) = self._wait(self.vm.startWithCompletionHandler_, timeout, "starting the VM")
+        if error is not None:
+            raise StartFailed(f"Virtualization.framework could not start the VM: {_describe(error)}")
+
+    def state(self) -> int:
+        return int(self.on_queue(self.vm.state))
+
+    def state_name(self) -> str:
+        state = self.state()
+        return STATE_NAMES.get(state, str(state))
+
+    def can_request_stop(self) -> bool:
+        return bool(self.on_queue(self.vm.canRequestStop))
+
+    def request_stop(self) -> None:
+        """Ask the guest to power off (like pressing the power button)."""
+        ok, error = self.on_queue(lambda: self.vm.requestStopWithError_(None))
+        if not ok:
+            raise DriverError(f"vz could not ask the guest to stop: {_describe(error)}")
+
+    def connect_vsock(self, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+        """A stream socket connected to the guest's vsock *port*."""
+        devices = list(self.on_queue(self.vm.socketDevices) or [])
+        if not devices:
+            raise DriverError(f"unable to connect to vsock port {port}: the VM has no socket device")
+        device = devices[0]
+        connection, error = self._wait(lambda h: device.connectToPort_completionHandler_(port, h), timeout,
+                                       f"connecting to vsock port {port}")
+        if connection is None:
+            raise DriverError(f"unable to connect to vsock port {port}: {_describe(error)}")
+        fd = os.dup(connection.fileDescriptor())
+        self.on_queue(connection.close)
+        # The descriptor is an AF_VSOCK stream; Python needs no address family to send and receive on it.
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)

@@ -1,0 +1,1 @@
+"""Testing helpers for lima-driver-vz: :mod:`.fakevz`, a fake Virtualization.framework."""
