@@ -57,6 +57,12 @@ class DriverHost:
     def __repr__(self) -> str:
         return f"<DriverHost {self.name} ({self.location})>"
 
+    def close(self) -> None:
+        """Release what the driver object holds open (an external driver's channel)."""
+        closer = getattr(self.driver, "close", None)
+        if callable(closer):
+            closer()
+
     # -- calling hooks --------------------------------------------------------------------
 
     def implements(self, hook: str) -> bool:

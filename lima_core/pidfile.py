@@ -12,9 +12,11 @@ reason is given.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -110,6 +112,29 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True) -> PidSta
         return PidStatus(pid=pid, process=proc)
     return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not {expect} "
                                      f"(it is {' '.join(cmdline)[:80] or 'unknown'}); left it alone")
+
+
+def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
+    """Wait until *proc* has exited; True if it did within *timeout* seconds.
+
+    A process we did not spawn lingers as a zombie until its new parent reaps
+    it (here, init may take a second or more); it has exited all the same,
+    so a zombie counts as gone. A child of ours is reaped.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(psutil.Error, ChildProcessError):
+                    proc.wait(0)  # reaps it if it is our child
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _read_identity(path: Path) -> dict | None:

@@ -89,9 +89,11 @@ class _Sessions:
 class _Servicer:
     """Answers every RPC of service Driver (and lima-core's extensions) from the table."""
 
-    def __init__(self, sessions: _Sessions, instance_dir: Path) -> None:
+    def __init__(self, sessions: _Sessions, instance_dir: Path, shutdown: threading.Event | None = None) -> None:
         self.sessions = sessions
         self.instance_dir = instance_dir
+        #: set when the server should exit (its VM's host went away)
+        self.shutdown = shutdown or threading.Event()
 
     def unary(self, hook: str) -> Callable[[Any, grpc.ServicerContext], Any]:
         wire = protocol.WIRE[hook]
@@ -125,8 +127,15 @@ class _Servicer:
             return
         self.sessions.busy(session, True)
         # The VM is bound to the stream, as in Lima: a client that goes away
-        # without Stop cancels the handle, and the driver ends the VM.
-        context.add_callback(handle.cancel)
+        # without Stop cancels the handle, and the driver ends the VM. The
+        # server then has no one to serve and exits too (Lima's lingers).
+        def on_done() -> None:
+            if not handle.closed:
+                log.warning("the host went away without Stop; ending the VM and exiting")
+                handle.cancel()
+                self.shutdown.set()
+
+        context.add_callback(on_done)
         try:
             yield protocol.start_message()
             while True:
@@ -310,7 +319,8 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
         sock.unlink()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
                          options=protocol.SERVER_OPTIONS)
-    protocol.add_servicers(server, *_build_servicers(_Servicer(sessions, instance_dir)))
+    stop = threading.Event()
+    protocol.add_servicers(server, *_build_servicers(_Servicer(sessions, instance_dir, stop)))
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         port = server.add_insecure_port(f"unix://{sock}")
@@ -319,7 +329,6 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     if not port:
         log.error("cannot listen on %s", sock)
         return 1
-    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
 import socket
 import subprocess
@@ -136,14 +135,11 @@ def terminate(proc: psutil.Process, force: bool = False, timeout: float = STOP_T
     try:
         if not force:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
+            if pidfile.wait_exit(proc, timeout):
                 return
-            except psutil.TimeoutExpired:
-                pass
         proc.kill()
-        proc.wait(5)
-    except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+        pidfile.wait_exit(proc, 5)
+    except psutil.NoSuchProcess:
         pass
     except psutil.AccessDenied as exc:
         raise DriverProcessError(f"not allowed to stop process {proc.pid}") from exc

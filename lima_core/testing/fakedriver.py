@@ -138,12 +138,11 @@ class FakeDriver:
         status = pidfile.read(self._pid_path, expect=VM_MODULE)
         proc = status.process
         if proc is not None:
-            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(STOP_TIMEOUT)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+                proc.send_signal(signal.SIGTERM)
+                if not pidfile.wait_exit(proc, STOP_TIMEOUT):
+                    proc.kill()
+                    pidfile.wait_exit(proc, 5)
             except psutil.NoSuchProcess:
                 pass
         pidfile.remove(self._pid_path)

@@ -3,7 +3,9 @@
     python -m lima_core.testing.fakevm INSTANCE_DIR [--exit-after S] [--ignore-term]
 
 It writes ``fakevm.running`` in the instance directory while it runs, so tests
-(and a fake ``ssh``) can tell that the guest is up.
+(and a fake ``ssh``) can tell that the guest is up. Like a guest that ran its
+boot scripts, it writes the instance id from cidata to
+``fakevm-root/run/lima-boot-done`` (see :mod:`lima_core.testing.fakessh`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,31 @@ import time
 from pathlib import Path
 
 RUNNING = "fakevm.running"
+ROOT = "fakevm-root"
+
+
+def _boot(instance_dir: Path) -> None:
+    """Read this boot's instance id from cidata and mark the boot as done."""
+    iso = instance_dir / "cidata.iso"
+    if not iso.exists():
+        return
+    import io
+
+    import pycdlib
+
+    reader = pycdlib.PyCdlib()
+    reader.open(str(iso))
+    try:
+        buf = io.BytesIO()
+        reader.get_file_from_iso_fp(buf, rr_path="/lima.env")
+    finally:
+        reader.close()
+    for line in buf.getvalue().decode().splitlines():
+        key, _, value = line.partition("=")
+        if key == "LIMA_CIDATA_IID":
+            run = instance_dir / ROOT / "run"
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "lima-boot-done").write_text(value.strip("'") + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if opts.ignore_term else on_term)
     marker.write_text(f"{os.getpid()}\n")
+    _boot(opts.instance_dir)
     deadline = time.monotonic() + opts.exit_after if opts.exit_after is not None else None
     try:
         while not stopping:

@@ -12,8 +12,13 @@ import pytest
 from lima_core.external import supervisor
 from lima_core.external.client import connect
 from lima_core.host import DriverHost
-from lima_core.testing.conformance import (ConformanceSuite, DriverUnderTest, call_outcome, capability_report,
-                                           new_instance)
+from lima_core.testing.conformance import (
+    ConformanceSuite,
+    DriverUnderTest,
+    call_outcome,
+    capability_report,
+    new_instance,
+)
 from lima_core.testing.fakedriver import FakeDriver
 
 

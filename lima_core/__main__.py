@@ -1,0 +1,5 @@
+"""``python -m lima_core`` is the ``lima`` command."""
+
+from lima_core.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""``lima delete``: remove instances."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import info
+
+
+def delete(
+    names: list[str] = typer.Argument(..., help="instances to delete"),
+    force: bool = typer.Option(False, "--force", "-f", help="stop a running instance first"),
+) -> None:
+    """Delete instances (their disks included)."""
+    import logging
+
+    from .. import instance
+
+    log = logging.getLogger("lima_core")
+    for name in names:
+        notes = instance.delete(name, force=force)
+        for note in notes:
+            log.warning("%s", note)
+        if not any("does not exist" in n for n in notes):
+            info(f"Deleted {name!r}.")

@@ -1,0 +1,28 @@
+"""``lima stop``: stop instances, gracefully or by force."""
+
+from __future__ import annotations
+
+import typer
+
+from ._common import info
+
+
+def stop(
+    names: list[str] = typer.Argument(None, help="instances to stop (default: default)"),
+    force: bool = typer.Option(False, "--force", "-f", help="kill the VM and its processes at once"),
+) -> None:
+    """Stop instances."""
+    import logging
+
+    from .. import instance
+
+    log = logging.getLogger("lima_core")
+    for name in names or ["default"]:
+        if force:
+            for note in instance.stop_force(name):
+                log.warning("%s", note)
+            info(f"Instance {name!r} was stopped forcibly.")
+        elif instance.stop(name, progress=info):
+            info(f"Instance {name!r} is stopped.")
+        else:
+            info(f"Instance {name!r} is not running.")

@@ -1,0 +1,166 @@
+"""Fetching images, kernels and initrds into an instance directory.
+
+Remote files are cached as Lima caches them: under
+``<cache>/download/by-url-sha256/<sha256(url)>/`` with ``url``, ``data`` and
+``<algo>.digest``, so a second instance of the same image costs no download.
+Local paths and ``file://`` URLs are copied (and work offline). A digest
+(``sha256:<hex>``, ``sha512:<hex>``) is checked whenever the template gives one.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import lzma
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from . import dirnames
+from .errors import LimaError
+
+#: progress(label, done_bytes, total_bytes_or_None)
+Progress = Callable[[str, int, "int | None"], None]
+CHUNK = 1 << 20
+_DECOMPRESSORS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
+
+
+class DownloadError(LimaError):
+    """A file could not be fetched, or its digest did not match."""
+
+
+def is_remote(location: str) -> bool:
+    return location.startswith(("http://", "https://"))
+
+
+def local_path(location: str) -> Path:
+    if location.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(location).path))
+    return Path(os.path.expanduser(location))
+
+
+def cache_entry(url: str) -> Path:
+    return dirnames.cache_dir() / "download" / "by-url-sha256" / hashlib.sha256(url.encode()).hexdigest()
+
+
+def _parse_digest(digest: str | None) -> tuple[str, str] | None:
+    if not digest:
+        return None
+    algo, _, value = digest.partition(":")
+    if algo not in ("sha256", "sha512") or not value:
+        raise DownloadError(f"digest {digest!r} is not of the form sha256:<hex> or sha512:<hex>")
+    return algo, value.lower()
+
+
+def _file_digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, digest: tuple[str, str] | None, location: str) -> None:
+    if digest is None:
+        return
+    algo, want = digest
+    got = _file_digest(path, algo)
+    if got != want:
+        raise DownloadError(f"{location}: {algo} digest mismatch (expected {want}, got {got}); the file may be "
+                            "corrupt or the template's digest out of date")
+
+
+def fetch(location: str, dest: Path, *, digest: str | None = None, decompress: bool = False,
+          progress: Progress | None = None) -> Path:
+    """Put the file at *location* into *dest* (atomically), checking *digest*."""
+    want = _parse_digest(digest)
+    if is_remote(location):
+        source = _cached(location, want, progress)
+    else:
+        source = local_path(location)
+        if not source.is_file():
+            raise DownloadError(f"{location} does not exist (or is not a file)")
+        _verify(source, want, location)
+    tmp = dest.with_name(f".{dest.name}.download")
+    try:
+        opener = _DECOMPRESSORS.get(Path(urllib.parse.urlparse(location).path).suffix) if decompress else None
+        if opener is not None:
+            with opener(source, "rb") as src, open(tmp, "wb") as out:  # type: ignore[operator]
+                shutil.copyfileobj(src, out, CHUNK)
+        else:
+            _copy(source, tmp, location, progress if not is_remote(location) else None)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    except (EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise DownloadError(f"cannot decompress {location}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return dest
+
+
+def _copy(source: Path, dest: Path, label: str, progress: Progress | None) -> None:
+    total = source.stat().st_size
+    if progress is None:
+        shutil.copyfile(source, dest)
+        return
+    done = 0
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        while chunk := src.read(CHUNK * 8):
+            out.write(chunk)
+            done += len(chunk)
+            progress(label, done, total)
+
+
+def _cached(url: str, want: tuple[str, str] | None, progress: Progress | None) -> Path:
+    entry = cache_entry(url)
+    data = entry / "data"
+    if data.exists():
+        if want is None or _cached_digest_ok(entry, data, want):
+            return data
+    entry.mkdir(parents=True, exist_ok=True)
+    tmp = entry / "data.tmp"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - http(s) only
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            done = 0
+            with open(tmp, "wb") as out:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(url, done, total)
+    except (urllib.error.URLError, OSError) as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise DownloadError(f"cannot download {url}: {reason}") from None
+    try:
+        _verify(tmp, want, url)
+    except DownloadError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, data)
+    (entry / "url").write_text(url)
+    if want is not None:
+        (entry / f"{want[0]}.digest").write_text(f"{want[0]}:{want[1]}")
+    return data
+
+
+def _cached_digest_ok(entry: Path, data: Path, want: tuple[str, str]) -> bool:
+    recorded = entry / f"{want[0]}.digest"
+    if recorded.exists() and recorded.read_text().strip() == f"{want[0]}:{want[1]}":
+        return True
+    try:
+        _verify(data, want, str(data))
+    except DownloadError:
+        return False
+    recorded.write_text(f"{want[0]}:{want[1]}")
+    return True

@@ -1,0 +1,103 @@
+"""Host agent events: JSON lines in ``ha.stdout.log``, as Lima writes them.
+
+Each line is ``{"time": ..., "status": {...}}`` with Lima's status keys
+(``running``, ``degraded``, ``exiting``, ``errors``, ``sshLocalPort``).
+lima-core adds ``status.message``, a progress line for ``lima start``; Lima's
+readers ignore it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclasses.dataclass
+class Event:
+    running: bool = False
+    degraded: bool = False
+    exiting: bool = False
+    errors: list[str] = dataclasses.field(default_factory=list)
+    ssh_local_port: int = 0
+    message: str = ""
+    time: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        for key, attr in (("running", "running"), ("degraded", "degraded"), ("exiting", "exiting")):
+            if getattr(self, attr):
+                status[key] = True
+        if self.errors:
+            status["errors"] = self.errors
+        if self.ssh_local_port:
+            status["sshLocalPort"] = self.ssh_local_port
+        if self.message:
+            status["message"] = self.message
+        return {"time": self.time or _now(), "status": status}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        status = data.get("status") or {}
+        return cls(running=bool(status.get("running")), degraded=bool(status.get("degraded")),
+                   exiting=bool(status.get("exiting")), errors=list(status.get("errors") or []),
+                   ssh_local_port=int(status.get("sshLocalPort") or 0), message=str(status.get("message") or ""),
+                   time=str(data.get("time") or ""))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="microseconds")
+
+
+def emit(stream: IO[str], event: Event) -> None:
+    stream.write(json.dumps(event.to_json()) + "\n")
+    stream.flush()
+
+
+def follow(path: Path, *, stop: Any = None, poll: float = 0.05) -> Iterator[Event]:
+    """Yield events appended to *path* from its start; ``stop()`` true ends the wait."""
+    offset = 0
+    buffer = ""
+    while True:
+        try:
+            with open(path) as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+        except FileNotFoundError:
+            chunk = ""
+        if chunk:
+            buffer += chunk
+            *lines, buffer = buffer.split("\n")
+            for line in lines:
+                if line.strip():
+                    try:
+                        yield Event.from_json(json.loads(line))
+                    except (ValueError, TypeError):
+                        continue
+            continue
+        if stop is not None and stop():
+            return
+        time.sleep(poll)
+
+
+def last(path: Path) -> Event | None:
+    """The last event in *path*, if any."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return Event.from_json(json.loads(line))
+        except (ValueError, TypeError):
+            continue
+    return None

@@ -1,0 +1,282 @@
+"""The host agent: one background process per running instance (``lima hostagent NAME``).
+
+It holds ``ha.lock`` for its whole life and writes ``ha.pid``; it configures
+the driver, builds cidata, starts the VM, waits for SSH and for the guest's
+boot scripts (``/run/lima-boot-done`` holding this boot's instance id), and
+reports each step as a JSON event line on stdout (``ha.stdout.log``). Logs are
+JSON lines on stderr (``ha.stderr.log``). ``GET /v1/info`` on ``ha.sock``
+answers with the SSH port, as Lima's does.
+
+It exits when asked (SIGINT/SIGTERM: it stops the VM first), when the driver's
+start stream reports that the VM ended, or when an external driver process
+dies (then it stops the VM through a fresh driver process, so nothing is
+orphaned).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import http.server
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import socketserver
+import string
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from . import cidata, events, filenames, instance, pidfile, sshutil, store
+from .errors import DriverUnavailable, LimaError
+from .external import supervisor
+from .host import DriverHost
+from .limatype import Instance
+from .starthandle import StartHandle
+from .users import guest_user
+
+log = logging.getLogger("lima_core.hostagent")
+
+SSH_POLL_INTERVAL = 0.3
+SSH_CONNECT_TIMEOUT = 2
+READY_TIMEOUT = 600.0
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"level": record.levelname.lower(), "msg": record.getMessage(),
+                 "time": datetime.datetime.fromtimestamp(record.created).astimezone().isoformat()}
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(name: str) -> int:
+    """The ``lima hostagent`` process. Returns the exit code."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JSONFormatter())
+    logging.getLogger("lima_core").handlers[:] = [handler]
+    logging.getLogger("lima_core").setLevel(logging.DEBUG)
+    inst_dir = store.existing_dir(name)
+    lock = filelock.FileLock(str(inst_dir / instance.HA_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        events.emit(sys.stdout, events.Event(exiting=True, errors=[f"instance {name!r} is already running"]))
+        return 1
+    pid_path = inst_dir / filenames.HOST_AGENT_PID
+    pidfile.write(pid_path, os.getpid())
+    agent = HostAgent(name, inst_dir)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: agent.request_stop(signal.Signals(signum).name))
+    try:
+        return agent.run()
+    finally:
+        pidfile.remove(pid_path)
+        lock.release()
+
+
+class HostAgent:
+    def __init__(self, name: str, inst_dir: Path) -> None:
+        self.name = name
+        self.inst_dir = inst_dir
+        self.stopping = threading.Event()
+        self.stop_reason = ""
+        self.errors: list[str] = []
+        self.ssh_local_port = 0
+        self.host: DriverHost | None = None
+        self.inst: Instance | None = None
+        self._emit_lock = threading.Lock()
+
+    def emit(self, **fields: Any) -> None:
+        with self._emit_lock:
+            events.emit(sys.stdout, events.Event(**fields))
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stopping.set()
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            handle = self._boot()
+        except LimaError as exc:
+            log.error("start failed: %s", exc.message)
+            self.emit(exiting=True, errors=[exc.message])
+            self._shutdown(started=self.host is not None)
+            return 1
+        except Exception as exc:  # noqa: BLE001 - reported as an event, then re-raised into the log
+            log.exception("start failed")
+            self.emit(exiting=True, errors=[f"{type(exc).__name__}: {exc}"])
+            self._shutdown(started=self.host is not None)
+            return 1
+        threading.Thread(target=self._wait_ready, name="requirements", daemon=True).start()
+        info = self.host.info() if self.host else None
+        if info is not None and info.features.can_run_gui:
+            waiter = threading.Thread(target=self._wait_end, args=(handle,), daemon=True)
+            waiter.start()
+            try:
+                self.host.run_gui()  # type: ignore[union-attr]
+            except LimaError as exc:
+                self.errors.append(f"GUI: {exc.message}")
+            waiter.join()
+        else:
+            self._wait_end(handle)
+        self.emit(exiting=True, errors=self.errors)
+        self._shutdown(started=True)
+        return 0 if not self.errors else 1
+
+    def _boot(self) -> StartHandle:
+        inst = self.inst = store.inspect(self.name, driver_status=False)
+        assert inst.config is not None and inst.config.ssh is not None
+        configured = inst.config.ssh.local_port or 0
+        port = configured if configured > 0 else free_port()
+        self.host = instance.load_driver(inst, ssh_local_port=port)
+        self.ssh_local_port = inst.ssh_local_port or port
+        info = self.host.info()
+        user = guest_user(inst.config)
+        sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, inst.ssh_address or "127.0.0.1")
+        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
+                                      self.ssh_local_port)
+        _InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)
+        self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
+        log.info("starting the VM (driver %s)", self.host.name)
+        handle = self.host.start()
+        self.host.additional_setup_for_ssh()
+        if info.features.dynamic_ssh_address:
+            address = self.host.ssh_address()
+            sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, address)
+        if inst.config.video is not None and inst.config.video.display == "vnc":
+            self._setup_vnc()
+        return handle
+
+    def _setup_vnc(self) -> None:
+        assert self.host is not None
+        password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
+        self.host.change_display_password(password=password)
+        path = self.inst_dir / filenames.VNC_PASSWORD
+        path.write_text(password)
+        os.chmod(path, 0o600)
+        port = int(self.host.display_connection())
+        (self.inst_dir / filenames.VNC_DISPLAY).write_text(f"127.0.0.1:{port - 5900}")
+        log.info("VNC display: vnc://127.0.0.1:%d (password in %s)", port, path)
+
+    def _wait_end(self, handle: StartHandle) -> None:
+        """Until a signal, or the first event on the start handle (Lima: "driver stopped")."""
+        while not self.stopping.is_set():
+            event = handle.next(timeout=0.2)
+            if event is None:
+                continue
+            if event.ended:
+                log.info("the VM has ended")
+                self.errors.append("the VM stopped by itself")
+            else:
+                log.error("driver reported: %s", event.error)
+                self.errors.append(event.error or "the driver stopped")
+            self.stopping.set()
+            return
+        log.info("stopping on %s", self.stop_reason)
+
+    def _wait_ready(self) -> None:
+        """SSH answers, then /run/lima-boot-done holds this boot's instance id."""
+        assert self.inst is not None
+        iid = self.cidata.instance_id
+        deadline = time.monotonic() + READY_TIMEOUT
+        self.emit(message="Waiting for SSH")
+        ssh = sshutil.command(self.inst_dir, self.name, connect_timeout=SSH_CONNECT_TIMEOUT, tty=False)
+        script = "cat /run/lima-boot-done 2>/dev/null || true"
+        ssh_ok = False
+        while not self.stopping.is_set():
+            try:
+                proc = subprocess.run([*ssh, "--", script], stdin=subprocess.DEVNULL, capture_output=True,
+                                      text=True, timeout=SSH_CONNECT_TIMEOUT + 8)
+            except subprocess.TimeoutExpired:
+                proc = None
+            if proc is not None and proc.returncode == 0:
+                if not ssh_ok:
+                    ssh_ok = True
+                    log.info("SSH is ready")
+                    self.emit(message="SSH is ready; waiting for the boot scripts")
+                if proc.stdout.strip() == iid:
+                    log.info("the guest has run its boot scripts")
+                    self.emit(running=True, message="The guest has run its boot scripts")
+                    return
+            if time.monotonic() > deadline:
+                reason = "boot scripts did not finish" if ssh_ok else "SSH did not answer"
+                self.emit(running=True, degraded=True, errors=[f"{reason} within {READY_TIMEOUT:g} s"])
+                return
+            time.sleep(SSH_POLL_INTERVAL)
+
+    def _shutdown(self, started: bool) -> None:
+        host = self.host
+        if host is not None and started:
+            try:
+                host.stop()
+            except DriverUnavailable as exc:
+                log.warning("driver unreachable (%s); stopping the VM through a new driver process", exc.message)
+                with contextlib.suppress(LimaError):
+                    supervisor.stop_servers(self.inst_dir, force=True)
+                    inst = store.inspect(self.name, driver_status=False)
+                    instance.load_driver(inst, ssh_local_port=self.ssh_local_port).stop()
+            except LimaError as exc:
+                log.error("stop failed: %s", exc.message)
+        if host is not None:
+            host.close()
+        log.info("the VM is stopped; stopping external driver processes")
+        with contextlib.suppress(Exception):
+            supervisor.stop_servers(self.inst_dir, force=False)
+        log.info("host agent exiting")
+        for f in (filenames.HOST_AGENT_SOCK,):
+            with contextlib.suppress(FileNotFoundError):
+                (self.inst_dir / f).unlink()
+
+
+class _InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``."""
+
+    daemon_threads = True
+
+    @classmethod
+    def serve(cls, path: Path, agent: HostAgent) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path != "/v1/info":
+                    self.send_error(404)
+                    return
+                body = json.dumps({"sshLocalPort": agent.ssh_local_port}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def address_string(self) -> str:
+                return "ha.sock"
+
+        old = os.umask(0o177)
+        try:
+            server = cls(str(path), Handler)
+        finally:
+            os.umask(old)
+        threading.Thread(target=server.serve_forever, name="ha.sock", daemon=True).start()

@@ -1,0 +1,334 @@
+"""Instance operations: create, prepare, start, stop, delete (Lima's pkg/instance).
+
+Each mutating operation holds ``instance.lock`` (filelock) while it runs; the
+host agent holds ``ha.lock`` for its whole life, which is how "already
+running" is known at once. No failure path deletes anything the operation did
+not make itself: a failed ``create`` removes the directory it created, and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+import psutil
+
+from . import dirnames, download, events, filenames, limayaml, pidfile, registry, store, yamlfile
+from .errors import InstanceError, InstanceExists, InstanceLocked, LimaError
+from .external import supervisor
+from .host import DriverHost
+from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
+
+log = logging.getLogger("lima_core")
+
+INSTANCE_LOCK = "instance.lock"
+HA_LOCK = "ha.lock"
+HA_PID_WAIT = 10.0
+GRACEFUL_STOP_TIMEOUT = 190.0  # Lima: 3 min 10 s for the exiting event
+DEFAULT_START_TIMEOUT = 600.0
+SELF_EXE_ENV = "LIMA_SELF_EXE"
+
+Progress = Callable[[str], None]
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+@contextlib.contextmanager
+def instance_lock(inst_dir: Path, timeout: float = 10.0, what: str = "changed") -> Iterator[None]:
+    lock = filelock.FileLock(str(inst_dir / INSTANCE_LOCK))
+    try:
+        lock.acquire(timeout=timeout)
+    except filelock.Timeout:
+        raise InstanceLocked(f"instance {inst_dir.name!r} is busy: another lima command is using it; "
+                             "try again when it has finished") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def host_agent_running(inst_dir: Path) -> bool:
+    """True while a host agent holds the instance's ha.lock."""
+    lock = filelock.FileLock(str(inst_dir / HA_LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+def load_driver(inst: Instance, *, ssh_local_port: int = 0, reg: registry.Registry | None = None) -> DriverHost:
+    """The instance's driver, configured (Lima's CreateConfiguredDriver)."""
+    assert inst.config is not None
+    reg = reg or registry.discover()
+    entry = reg.get(inst.config.vm_type or "")
+    host = registry.load(entry, inst.dir)
+    if not host.info().features.static_ssh_port:
+        inst.ssh_local_port = ssh_local_port
+    host.configure(inst)
+    store.write_driver_info(Path(inst.dir), entry.name, entry.location, sorted(host.implemented))
+    return host
+
+
+# -- create -----------------------------------------------------------------------------------
+
+
+def create(name: str, data: dict[str, Any], source: str, progress: Progress | None = None,
+           download_progress: download.Progress | None = None) -> Instance:
+    """Make a new instance from template *data* (embedded, with edits applied)."""
+    store.validate_name(name)
+    inst_dir = dirnames.instance_dir(name)
+    if inst_dir.exists():
+        raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
+                             "first to recreate it")
+    cfg = limayaml.from_data(data, source)
+    reg = registry.discover()
+    reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
+    store.write_new(name, yamlfile.dump(data))
+    try:
+        with instance_lock(inst_dir):
+            inst = store.inspect(name, driver_status=False)
+            _say(progress, f"Creating instance {name!r} with the {cfg.vm_type} driver")
+            host = load_driver(inst, reg=reg)
+            host.validate()
+            host.create()
+            prepare(inst, host, progress, download_progress)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            supervisor.stop_servers(inst_dir, force=True)
+        shutil.rmtree(inst_dir, ignore_errors=True)
+        raise
+    supervisor.stop_servers(inst_dir, force=False)
+    return store.inspect(name, driver_status=False)
+
+
+def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
+            download_progress: download.Progress | None = None) -> None:
+    """Download the image (and kernel, initrd) if the instance has no disk yet; then CreateDisk."""
+    inst_dir = Path(inst.dir)
+    if not (inst_dir / filenames.IMAGE).exists() and not (inst_dir / filenames.DISK).exists():
+        _download_image(inst, progress, download_progress)
+    host.create_disk()
+
+
+def _download_image(inst: Instance, progress: Progress | None, download_progress: download.Progress | None) -> None:
+    assert inst.config is not None and inst.config.images is not None
+    inst_dir = Path(inst.dir)
+    failures = []
+    for image in inst.config.images:
+        if image.arch != inst.config.arch:
+            continue
+        _say(progress, f"Fetching {image.location}")
+        try:
+            if image.kernel is not None:
+                download.fetch(image.kernel.location, inst_dir / filenames.KERNEL, digest=image.kernel.digest,
+                               decompress=True, progress=download_progress)
+                if image.kernel.cmdline:
+                    (inst_dir / filenames.KERNEL_CMDLINE).write_text(image.kernel.cmdline)
+            if image.initrd is not None:
+                download.fetch(image.initrd.location, inst_dir / filenames.INITRD, digest=image.initrd.digest,
+                               progress=download_progress)
+            download.fetch(image.location, inst_dir / filenames.IMAGE, digest=image.digest,
+                           progress=download_progress)
+            return
+        except download.DownloadError as exc:
+            failures.append(exc.message)
+            for f in (filenames.KERNEL, filenames.KERNEL_CMDLINE, filenames.INITRD):
+                with contextlib.suppress(FileNotFoundError):
+                    (inst_dir / f).unlink()
+    if not failures:
+        raise download.DownloadError(f"no image in lima.yaml is for arch {inst.config.arch}")
+    raise download.DownloadError("could not fetch any image: " + "; ".join(failures))
+
+
+# -- start ------------------------------------------------------------------------------------
+
+
+def hostagent_command(name: str) -> list[str]:
+    return [sys.executable, "-m", "lima_core", "hostagent", name]
+
+
+def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None,
+          download_progress: download.Progress | None = None) -> Instance | None:
+    """Start the host agent and wait until the instance is Running.
+
+    Returns None when the instance was already running.
+    """
+    inst_dir = store.existing_dir(name)
+    with instance_lock(inst_dir, timeout=30):
+        if host_agent_running(inst_dir):
+            return None
+        inst = store.inspect(name)
+        if inst.errors and inst.config is None:
+            raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
+        if inst.driver_pid:
+            raise InstanceError(f"the VM of instance {name!r} is still running without its host agent "
+                                f"(pid {inst.driver_pid}); run `lima stop -f {name}` first")
+        external = registry.discover().get(inst.vm_type).is_external
+        _say(progress, f"Starting the instance {name!r} with {'external' if external else 'internal'} "
+                       f"VM driver {inst.vm_type!r}")
+        host = load_driver(inst)
+        host.validate()
+        host.create()
+        prepare(inst, host, progress, download_progress)
+        ha = _spawn_host_agent(inst_dir, name)
+    return _wait_running(name, inst_dir, ha, timeout, progress)
+
+
+def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.setdefault(SELF_EXE_ENV, os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "")
+    with open(inst_dir / filenames.HOST_AGENT_STDOUT_LOG, "w") as out, \
+            open(inst_dir / filenames.HOST_AGENT_STDERR_LOG, "w") as err:
+        proc = subprocess.Popen(hostagent_command(name), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True, close_fds=True, env=env)
+    deadline = time.monotonic() + HA_PID_WAIT
+    while not store.host_agent(inst_dir).alive:
+        if proc.poll() is not None:
+            raise InstanceError(f"the host agent of {name!r} exited at once: {_tail(inst_dir)}")
+        if time.monotonic() > deadline:
+            raise InstanceError(f"the host agent of {name!r} did not start within {HA_PID_WAIT:g} s; "
+                                f"see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}")
+        time.sleep(0.02)
+    return proc
+
+
+def _tail(inst_dir: Path, lines: int = 3) -> str:
+    try:
+        text = (inst_dir / filenames.HOST_AGENT_STDERR_LOG).read_text().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(no output)"
+
+
+def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
+                  progress: Progress | None) -> Instance:
+    deadline = time.monotonic() + timeout
+    for event in events.follow(inst_dir / filenames.HOST_AGENT_STDOUT_LOG,
+                               stop=lambda: ha.poll() is not None or time.monotonic() > deadline):
+        if event.message:
+            _say(progress, event.message)
+        if event.exiting:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                ha.wait(30)  # let it finish cleaning up, so the status is final
+            reason = "; ".join(event.errors) or "it stopped"
+            raise InstanceError(f"instance {name!r} failed to start: {reason} (log: "
+                                f"{inst_dir / filenames.HOST_AGENT_STDERR_LOG})")
+        if event.running:
+            if event.degraded:
+                log.warning("instance %r is running but degraded: %s", name, "; ".join(event.errors))
+            return store.inspect(name)
+    if ha.poll() is not None:
+        raise InstanceError(f"the host agent of {name!r} exited with status {ha.returncode}: {_tail(inst_dir)}")
+    raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s; it is still starting "
+                        f"in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
+                        f"`lima stop -f {name}`")
+
+
+# -- stop -------------------------------------------------------------------------------------
+
+
+def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_STOP_TIMEOUT) -> bool:
+    """Graceful stop: SIGINT to the host agent, which stops the VM. False if it was not running."""
+    inst_dir = store.existing_dir(name)
+    ha = store.host_agent(inst_dir)
+    if not ha.alive or ha.process is None:
+        inst = store.inspect(name)
+        if inst.driver_pid:
+            raise InstanceError(f"instance {name!r} is broken ({'; '.join(inst.errors)}); run `lima stop -f {name}`")
+        return False
+    _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
+    with contextlib.suppress(psutil.NoSuchProcess):
+        ha.process.send_signal(signal.SIGINT)
+    if not pidfile.wait_exit(ha.process, timeout):
+        raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
+    last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
+    if last is not None and last.errors:
+        log.warning("instance %r stopped with errors: %s", name, "; ".join(last.errors))
+    deadline = time.monotonic() + 30
+    while store.inspect(name).status != STATUS_STOPPED:
+        if time.monotonic() > deadline:
+            raise InstanceError(f"instance {name!r} is not Stopped after its host agent exited; "
+                                f"run `lima stop -f {name}`")
+        time.sleep(0.1)
+    return True
+
+
+def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
+    """Lima's StopForcibly: kill the host agent, the VM and the external drivers; remove pid/sock/tmp files.
+
+    The host agent goes first, so it cannot react to the VM's death (by
+    restarting a driver to stop it) while we clean up. Only processes proven
+    to be ours are signalled; the notes say what was left alone.
+    """
+    notes: list[str] = []
+    for status in (store.host_agent(inst_dir), store.vm_process(inst_dir, vm_type)):
+        if status.process is not None:
+            _kill(status.process)
+        elif status.reason:
+            notes.append(status.reason)
+    notes += supervisor.stop_servers(inst_dir, force=True)
+    for entry in inst_dir.iterdir():
+        if entry.name.endswith(filenames.TMP_FILE_SUFFIXES) and not entry.is_dir():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return notes
+
+
+def _kill(proc: psutil.Process) -> None:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc.kill()
+    pidfile.wait_exit(proc, 10)
+
+
+def stop_force(name: str) -> list[str]:
+    inst_dir = store.existing_dir(name)
+    inst = store.inspect(name, driver_status=False)
+    with instance_lock(inst_dir, timeout=30):
+        return stop_forcibly(inst_dir, inst.vm_type)
+
+
+# -- delete -----------------------------------------------------------------------------------
+
+
+def delete(name: str, force: bool = False) -> list[str]:
+    inst_dir = dirnames.instance_dir(name)
+    store.validate_name(name)
+    if not inst_dir.is_dir():
+        return [f"instance {name!r} does not exist; nothing to delete"]
+    inst = store.inspect(name)
+    if not force and inst.status != STATUS_STOPPED:
+        what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
+        raise InstanceError(f"instance {name!r} is {what}; run `lima stop {name}` first, or `lima delete -f {name}`")
+    if inst.protected:
+        raise InstanceError(f"instance {name!r} is protected; remove {inst_dir / filenames.PROTECTED} to delete it")
+    with instance_lock(inst_dir, timeout=30):
+        notes = stop_forcibly(inst_dir, inst.vm_type)
+        if not inst.errors or inst.config is not None:
+            try:
+                host = load_driver(inst)
+                host.delete()
+            except LimaError as exc:
+                notes.append(f"the driver could not clean up outside the instance directory: {exc.message}")
+            finally:
+                supervisor.stop_servers(inst_dir, force=True)
+        shutil.rmtree(inst_dir)
+    return notes

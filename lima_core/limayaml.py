@@ -1,0 +1,335 @@
+"""lima.yaml: layering with _config/default.yaml and override.yaml, defaults, validation, --set.
+
+``lima.yaml`` keeps what the user's template said; defaults are filled each
+time it is loaded, as Lima does, so a later default change reaches old
+instances. Layering (Lima's): scalars override.yaml > lima.yaml > default.yaml
+> built-in; lists concatenated override, lima.yaml, default (mounts and
+networks: default, lima.yaml, override, merged by key); maps merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import dirnames, filenames, yamlfile
+from ._jsonmodel import JSONModel
+from .errors import ConfigError
+from .limatype import ARCHES, LimaYAML, host_arch
+from .mounts import expand_location
+from .units import format_size, parse_size
+from .users import guest_user
+
+log = logging.getLogger("lima_core")
+
+OS_TYPES = ("Linux", "Darwin", "FreeBSD", "Windows")
+MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
+DEFAULT_DISK = "100GiB"
+# Lima fields lima-core does not model but knows, so they are not reported as unknown.
+KNOWN_UNMODELLED = frozenset({
+    "containerd", "guestInstallPrefix", "upgradePackages", "hostResolver", "dns", "propagateProxyEnv",
+    "caCerts", "copyToHost", "mountInotify", "timezone", "portForwards", "provision", "probes", "minimumLimaVersion",
+    "osOpts", "additionalDisks", "vmOpts", "cpuType", "rosetta",
+})
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def _fast_load(text: str, source: str) -> Any:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return yamlfile.load(text, source).data  # re-parse for the positioned error
+
+
+def _read_layer(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    data = _fast_load(text, str(path))
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a YAML mapping")
+    return data
+
+
+def load_file(path: Path, *, warn_unknown: bool = False) -> LimaYAML:
+    """*path* layered with default.yaml/override.yaml, defaults filled, validated."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return load_text(text, str(path), warn_unknown=warn_unknown)
+
+
+def load_text(text: str, source: str, *, warn_unknown: bool = False) -> LimaYAML:
+    data = _fast_load(text, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: lima.yaml must be a YAML mapping")
+    return from_data(data, source, text=text, warn_unknown=warn_unknown)
+
+
+def from_data(data: dict[str, Any], source: str, *, text: str | None = None, warn_unknown: bool = False) -> LimaYAML:
+    """Build, layer, fill and validate; errors carry ``source:line:col`` when *text* is given."""
+    config_dir = dirnames.config_dir()
+    layered = merge_layers(_read_layer(config_dir / filenames.DEFAULT_YAML), data,
+                           _read_layer(config_dir / filenames.OVERRIDE_YAML))
+    try:
+        cfg = LimaYAML.from_json(layered)
+        if warn_unknown:
+            for path in unknown_fields(cfg):
+                where = yamlfile.load(text, source).where(path) if text else source
+                log.warning("%s: unknown field %r is ignored", where, path)
+        fill_defaults(cfg)
+        validate(cfg)
+    except ConfigError as exc:
+        if text is not None:
+            raise yamlfile.load(text, source).error(exc) from None
+        raise ConfigError(f"{source}: {exc.message}") from None
+    return cfg
+
+
+def merge_layers(default: dict[str, Any], mine: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in list(default) + [k for k in mine if k not in default] + [k for k in override if k not in default and k not in mine]:
+        values = [layer[key] for layer in (override, mine, default) if layer.get(key) is not None]
+        if not values:
+            out[key] = None
+            continue
+        if all(isinstance(v, list) for v in values):
+            if key in ("mounts", "networks"):
+                out[key] = _merge_by_key(list(reversed(values)), "mountPoint" if key == "mounts" else "interface")
+            else:
+                out[key] = [item for v in values for item in v]
+        elif all(isinstance(v, dict) for v in values):
+            merged: dict[str, Any] = {}
+            for v in reversed(values):
+                merged = _deep_merge(merged, v)
+            out[key] = merged
+        else:
+            out[key] = values[0]
+    return out
+
+
+def _deep_merge(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
+    out = dict(below)
+    for k, v in above.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _merge_by_key(layers: list[list[Any]], field: str) -> list[Any]:
+    """Layers in increasing precedence; a later entry with the same key replaces (merges into) an earlier one."""
+    out: list[Any] = []
+    index: dict[Any, int] = {}
+    for layer in layers:
+        for item in layer:
+            key = item.get(field) or item.get("location") if isinstance(item, dict) else None
+            if key is not None and key in index:
+                out[index[key]] = _deep_merge(out[index[key]], item)
+            else:
+                if key is not None:
+                    index[key] = len(out)
+                out.append(item)
+    return out
+
+
+def unknown_fields(cfg: LimaYAML) -> list[str]:
+    """Paths of keys no model knows (Lima fields lima-core does not model are not listed)."""
+    found: list[str] = []
+
+    def walk(obj: Any, path: str) -> None:
+        if isinstance(obj, JSONModel):
+            for k in obj.extra:
+                if not (path == "" and k in KNOWN_UNMODELLED) and k not in ("sshfs", "variant", "archVariant"):
+                    found.append(f"{path}.{k}" if path else k)
+            for f in obj.__dataclass_fields__:
+                if f != "extra":
+                    walk(getattr(obj, f), f"{path}.{_key(obj, f)}" if path else _key(obj, f))
+        elif isinstance(obj, list):
+            for i, item in enumerate(obj):
+                walk(item, f"{path}[{i}]")
+
+    walk(cfg, "")
+    return found
+
+
+def _key(obj: JSONModel, attr: str) -> str:
+    return obj.__dataclass_fields__[attr].metadata.get("key", attr)
+
+
+# -- defaults -------------------------------------------------------------------------------
+
+
+def default_vm_type(arch: str | None = None) -> str:
+    """vz on macOS, qemu elsewhere; qemu for a non-native arch (Lima's DefaultDriver)."""
+    if arch and arch != host_arch():
+        return "qemu"
+    return "vz" if sys.platform == "darwin" else "qemu"
+
+
+def _host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def fill_defaults(cfg: LimaYAML) -> LimaYAML:
+    """Lima's FillDefault for the fields lima-core models. Idempotent."""
+    from .limatype import SSH, Firmware, Video
+
+    cfg.vm_type = cfg.vm_type or default_vm_type(cfg.arch)
+    cfg.os = cfg.os or "Linux"
+    cfg.arch = cfg.arch or host_arch()
+    for image in cfg.images or []:
+        image.arch = image.arch or cfg.arch
+        if image.kernel is not None:
+            image.kernel.arch = image.kernel.arch or image.arch
+        if image.initrd is not None:
+            image.initrd.arch = image.initrd.arch or image.arch
+    if not cfg.cpus:
+        cfg.cpus = min(4, os.cpu_count() or 1)
+    if not cfg.memory:
+        cfg.memory = format_size(min(4 << 30, _host_memory() // 2 // (1 << 20) * (1 << 20)))
+    cfg.disk = cfg.disk or DEFAULT_DISK
+    cfg.ssh = cfg.ssh or SSH()
+    if cfg.ssh.local_port is None:
+        cfg.ssh.local_port = 0
+    for attr in ("load_dot_ssh_pub_keys", "forward_agent", "forward_x11", "forward_x11_trusted"):
+        if getattr(cfg.ssh, attr) is None:
+            setattr(cfg.ssh, attr, False)
+    cfg.firmware = cfg.firmware or Firmware()
+    if cfg.firmware.legacy_bios is None:
+        cfg.firmware.legacy_bios = False
+    cfg.video = cfg.video or Video()
+    cfg.video.display = cfg.video.display or "none"
+    if cfg.plain is None:
+        cfg.plain = False
+    if cfg.mounts is None:
+        cfg.mounts = []
+    for m in cfg.mounts:
+        m.location = expand_location(m.location) if m.location else m.location
+        m.mount_point = m.mount_point or m.location
+        if m.writable is None:
+            m.writable = False
+    user = guest_user(cfg)
+    from .limatype import User
+
+    cfg.user = User(name=user.name, comment=user.comment, home=user.home, shell=user.shell, uid=user.uid,
+                    extra=cfg.user.extra if cfg.user else {})
+    return cfg
+
+
+# -- validation -----------------------------------------------------------------------------
+
+_SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
+                "/usr", "/var")
+
+
+def validate(cfg: LimaYAML) -> None:
+    """Lima's Validate for the fields lima-core models; ConfigError names the field."""
+    if cfg.base:
+        raise ConfigError("base: must be empty once the template is embedded")
+    if cfg.os not in OS_TYPES:
+        raise ConfigError(f"os: {cfg.os!r} is not supported; use one of {', '.join(OS_TYPES)}")
+    if cfg.arch not in ARCHES:
+        raise ConfigError(f"arch: {cfg.arch!r} is not supported; use one of {', '.join(ARCHES)}")
+    if not cfg.images:
+        raise ConfigError("images: at least one image is needed")
+    for i, image in enumerate(cfg.images):
+        if not image.location:
+            raise ConfigError(f"images[{i}].location: must not be empty")
+        if image.arch not in ARCHES:
+            raise ConfigError(f"images[{i}].arch: {image.arch!r} is not supported")
+        for sub in ("kernel", "initrd"):
+            part = getattr(image, sub)
+            if part is not None:
+                if not part.location:
+                    raise ConfigError(f"images[{i}].{sub}.location: must not be empty")
+                if part.arch != image.arch:
+                    raise ConfigError(f"images[{i}].{sub}.arch: must be the image's arch ({image.arch})")
+    if cfg.cpus is not None and cfg.cpus < 1:
+        raise ConfigError(f"cpus: must be at least 1, got {cfg.cpus}")
+    if parse_size(cfg.memory or "0", "memory") < 1 << 20:
+        raise ConfigError(f"memory: {cfg.memory!r} is too small; give at least a few hundred MiB")
+    if parse_size(cfg.disk or "0", "disk") < 1 << 20:
+        raise ConfigError(f"disk: {cfg.disk!r} is too small")
+    port = cfg.ssh.local_port if cfg.ssh else 0
+    if port is not None and (port < 0 or port > 65535 or port == 22):
+        raise ConfigError(f"ssh.localPort: {port} is not a usable port (0 picks a free one; 22 is not allowed)")
+    if cfg.mount_type not in (None, "", "default") + MOUNT_TYPES:
+        raise ConfigError(f"mountType: {cfg.mount_type!r} is not supported; use one of {', '.join(MOUNT_TYPES)}")
+    home = cfg.user.home if cfg.user else None
+    for i, m in enumerate(cfg.mounts or []):
+        if not m.location or not os.path.isabs(m.location):
+            raise ConfigError(f"mounts[{i}].location: {m.location!r} must be an absolute path (or start with ~)")
+        point = m.mount_point or ""
+        if not point.startswith("/"):
+            raise ConfigError(f"mounts[{i}].mountPoint: {point!r} must be an absolute path in the guest")
+        if point.rstrip("/") in _SYSTEM_DIRS or point.rstrip("/") == "" or point.rstrip("/") == home:
+            raise ConfigError(f"mounts[{i}].mountPoint: {point!r} is a system directory or the guest home")
+    if cfg.video is not None and cfg.video.display is not None and not isinstance(cfg.video.display, str):
+        raise ConfigError("video.display: expected a string")
+
+
+# -- --set ------------------------------------------------------------------------------------
+
+_SET = re.compile(r"^\s*(?P<path>(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])*)+)\s*=\s*(?P<value>.*?)\s*$", re.S)
+_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def apply_set(data: dict[str, Any], expression: str) -> dict[str, Any]:
+    """Apply Lima's simple assignment form: ``.cpus = 4``, ``.images[0].arch = "x86_64"``."""
+    match = _SET.match(expression)
+    if not match:
+        raise ConfigError(f"--set {expression!r}: only simple assignments such as '.cpus = 4' or "
+                          "'.vmType = \"qemu\"' are supported")
+    try:
+        value = yaml.safe_load(match["value"]) if match["value"] else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {expression!r}: the value is not valid YAML or JSON") from None
+    segments = [(m[1], m[2]) for m in _SEGMENT.finditer(match["path"])]
+    node: Any = data
+    for i, (name, index) in enumerate(segments):
+        last = i == len(segments) - 1
+        nxt = segments[i + 1] if not last else None
+        empty: Any = [] if nxt and nxt[1] is not None else {}
+        if name is not None:
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {expression!r}: {name} is not inside a mapping")
+            if last:
+                node[name] = value
+            else:
+                if node.get(name) is None:
+                    node[name] = empty
+                node = node[name]
+        else:
+            idx = int(index)
+            if not isinstance(node, list):
+                raise ConfigError(f"--set {expression!r}: [{idx}] is not inside a list")
+            while len(node) <= idx:
+                node.append(None)
+            if last:
+                node[idx] = value
+            else:
+                if node[idx] is None:
+                    node[idx] = empty
+                node = node[idx]
+    return data

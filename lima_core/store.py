@@ -1,0 +1,215 @@
+"""The instance store: names, directories, and what state an instance is in.
+
+``inspect`` computes an instance's status as Lima's ``store.Inspect`` does:
+lima.yaml must load; the host agent's pid (``ha.pid``) and the VM's pid
+(``<vmType>.pid``) decide Running / Stopped / Broken, unless the driver's own
+``inspect_status`` answers (drivers whose VM state lives on the host side,
+such as wsl2). Which drivers answer is recorded in ``driver.json`` when the
+instance's driver is first loaded, so ``lima list`` spawns no process and
+imports no driver for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import dirnames, filenames, limayaml, pidfile
+from ._version import LIMA_COMPAT_VERSION
+from .errors import ConfigError, InstanceNotFound, InvalidName, LimaError
+from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
+
+log = logging.getLogger("lima_core")
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+MAX_NAME_LENGTH = 76
+UNIX_PATH_MAX = 104 if sys.platform == "darwin" or "bsd" in sys.platform else 108
+#: Lima checks the longest socket it makes: ssh.sock plus ssh's 16-character suffix.
+_LONGEST_SOCKET = "/ssh.sock.1234567890123456"
+HOST_AGENT_CMDLINE = "hostagent"
+DRIVER_INFO = "driver.json"
+
+
+def validate_name(name: str) -> None:
+    """Lima's rule for instance names; InvalidName says which part is broken."""
+    if not name:
+        raise InvalidName("the instance name is empty; give a name such as 'default' or 'dev-1'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"instance name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
+    if not NAME_PATTERN.match(name):
+        raise InvalidName(f"invalid instance name {name!r}: use letters and digits, joined by single '.', '_' "
+                          "or '-' (for example 'dev-1')")
+    if name.lower().endswith((".yml", ".yaml")):
+        raise InvalidName(f"invalid instance name {name!r}: it must not end in .yaml or .yml "
+                          f"(to create from that file, run `lima create {name}`)")
+    sock = str(dirnames.instance_dir(name)) + _LONGEST_SOCKET
+    if len(sock) >= UNIX_PATH_MAX:
+        raise InvalidName(f"instance name {name!r} is too long for LIMA_HOME {dirnames.lima_home()}: its sockets "
+                          f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; use a shorter name "
+                          "or a shorter LIMA_HOME")
+
+
+def instance_names() -> list[str]:
+    home = dirnames.lima_home()
+    try:
+        entries = sorted(os.listdir(home))
+    except FileNotFoundError:
+        return []
+    return [n for n in entries if not n.startswith(("_", ".")) and (home / n).is_dir()]
+
+
+def existing_dir(name: str) -> Path:
+    validate_name(name)
+    d = dirnames.instance_dir(name)
+    if not d.is_dir():
+        raise InstanceNotFound(f"instance {name!r} does not exist; run `lima list` to see the instances")
+    return d
+
+
+def hostname(name: str) -> str:
+    return "lima-" + name.replace(".", "-").replace("_", "-")
+
+
+def load_config(name: str, *, warn_unknown: bool = False) -> LimaYAML:
+    return limayaml.load_file(dirnames.instance_dir(name) / filenames.LIMA_YAML, warn_unknown=warn_unknown)
+
+
+# -- driver metadata cache ------------------------------------------------------------------
+
+
+def write_driver_info(inst_dir: Path, name: str, location: str, hooks: list[str]) -> None:
+    data = {"name": name, "location": location, "hooks": sorted(hooks)}
+    path = inst_dir / DRIVER_INFO
+    try:
+        if path.exists() and json.loads(path.read_text()) == data:
+            return
+        tmp = inst_dir / (DRIVER_INFO + ".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        tmp.replace(path)
+    except (OSError, ValueError) as exc:
+        log.debug("cannot record %s: %s", path, exc)
+
+
+def read_driver_info(inst_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((inst_dir / DRIVER_INFO).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+
+def ssh_port_from_config(inst_dir: Path) -> int:
+    try:
+        for line in (inst_dir / filenames.SSH_CONFIG).read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
+                return int(parts[1])
+    except OSError:
+        pass
+    return 0
+
+
+def host_agent(inst_dir: Path) -> pidfile.PidStatus:
+    return pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE)
+
+
+def vm_process(inst_dir: Path, vm_type: str) -> pidfile.PidStatus:
+    return pidfile.read(inst_dir / filenames.pid_file(vm_type), expect=vm_type)
+
+
+def inspect(name: str, *, driver_status: bool = True) -> Instance:
+    """The instance as ``lima list`` shows it. Never raises for a broken instance."""
+    inst_dir = dirnames.instance_dir(name)
+    inst = Instance(name=name, hostname=hostname(name), dir=str(inst_dir), status=STATUS_UNKNOWN)
+    try:
+        validate_name(name)
+        cfg = load_config(name)
+    except LimaError as exc:
+        inst.status = STATUS_BROKEN
+        inst.errors.append(exc.message)
+        return inst
+    inst.config = cfg
+    inst.vm_type = cfg.vm_type or ""
+    inst.arch = cfg.arch or ""
+    inst.cpus = cfg.cpus or 0
+    try:
+        inst.memory = cfg.memory_bytes
+        inst.disk = cfg.disk_bytes
+    except ConfigError as exc:
+        inst.errors.append(exc.message)
+    if inst.vm_type == "wsl2":
+        inst.cpus = inst.memory = inst.disk = 0
+    inst.ssh_address = "127.0.0.1"
+    inst.ssh_local_port = (cfg.ssh.local_port if cfg.ssh else 0) or 0
+    inst.ssh_config_file = str(inst_dir / filenames.SSH_CONFIG)
+    inst.param = dict(cfg.param or {})
+    inst.protected = (inst_dir / filenames.PROTECTED).exists()
+    inst.message = cfg.message or ""
+    try:
+        inst.lima_version = (inst_dir / filenames.LIMA_VERSION).read_text().strip()
+    except OSError:
+        inst.lima_version = ""
+
+    ha = host_agent(inst_dir)
+    if ha.reason and not ha.alive and ha.pid:
+        log.debug("%s", ha.reason)
+    inst.host_agent_pid = ha.pid if ha.alive else 0
+    if inst.ssh_local_port == 0:
+        inst.ssh_local_port = ssh_port_from_config(inst_dir)
+
+    status = ""
+    if driver_status and "inspect_status" in read_driver_info(inst_dir).get("hooks", []):
+        try:
+            status = _driver_inspect_status(inst)
+        except LimaError as exc:
+            inst.status = STATUS_BROKEN
+            inst.errors.append(exc.message)
+            return inst
+    if status:
+        inst.status = status
+        return inst
+    vm = vm_process(inst_dir, inst.vm_type)
+    inst.driver_pid = vm.pid if vm.alive else 0
+    if inst.host_agent_pid and inst.driver_pid:
+        inst.status = STATUS_RUNNING
+    elif not inst.host_agent_pid and not inst.driver_pid:
+        inst.status = STATUS_STOPPED
+    elif inst.host_agent_pid:
+        inst.status = STATUS_BROKEN
+        inst.errors.append("host agent is running but driver is not")
+    else:
+        inst.status = STATUS_BROKEN
+        inst.errors.append(f"{inst.vm_type} driver is running but host agent is not; run `lima stop -f {name}`")
+    return inst
+
+
+def _driver_inspect_status(inst: Instance) -> str:
+    from . import registry
+
+    entry = registry.discover().get(inst.vm_type)
+    if entry.is_external:
+        from .external.client import inspect_status
+
+        return inspect_status(entry.location, inst)
+    return registry.load(entry).inspect_status(inst)
+
+
+def write_new(name: str, yaml_text: str) -> Path:
+    """Create the instance directory (0700) with lima.yaml (0644) and lima-version (0444)."""
+    inst_dir = dirnames.instance_dir(name)
+    inst_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.mkdir(inst_dir, 0o700)
+    (inst_dir / filenames.LIMA_YAML).write_text(yaml_text)
+    os.chmod(inst_dir / filenames.LIMA_YAML, 0o644)
+    version = inst_dir / filenames.LIMA_VERSION
+    version.write_text(LIMA_COMPAT_VERSION + "\n")
+    os.chmod(version, 0o444)
+    return inst_dir

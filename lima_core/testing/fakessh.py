@@ -1,0 +1,64 @@
+"""A stand-in for ``ssh`` reaching the fake driver's VM, for lifecycle tests without QEMU.
+
+Installed as ``ssh`` first on PATH (see :func:`install`), it accepts the
+arguments lima passes (``-F <inst>/ssh.config [-o ...] [-t|-T] lima-NAME -- CMD``),
+refuses like a closed port while the fake VM is not running, and otherwise
+runs CMD with ``sh -c`` on the host, with ``/run/`` mapped into the VM's
+``fakevm-root`` (where the fake VM wrote ``lima-boot-done``). Real SSH is
+exercised by the qemu end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .fakevm import ROOT, RUNNING
+
+
+def main(argv: list[str]) -> int:
+    config = None
+    i = 0
+    rest: list[str] = []
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-F", "-o", "-p", "-i", "-l"):
+            if arg == "-F":
+                config = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("-") and arg != "--":
+            i += 1
+            continue
+        rest = argv[i:]
+        break
+    if config is None or not rest:
+        print("fake ssh: usage: ssh -F CONFIG HOST -- COMMAND", file=sys.stderr)
+        return 255
+    inst_dir = Path(config).parent
+    if not (inst_dir / RUNNING).exists():
+        print(f"ssh: connect to host {rest[0]}: Connection refused", file=sys.stderr)
+        return 255
+    command = rest[1:]
+    if command and command[0] == "--":
+        command = command[1:]
+    script = " ".join(command) or "true"
+    root = inst_dir / ROOT
+    script = script.replace("/run/", f"{root}/run/")
+    return subprocess.run(["sh", "-c", script], env={**os.environ, "HOME": str(root)}).returncode
+
+
+def install(bin_dir: Path) -> Path:
+    """Write an ``ssh`` executable into *bin_dir* (put it first on PATH)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / "ssh"
+    path.write_text(f"#!{sys.executable}\nimport sys\nfrom lima_core.testing.fakessh import main\n"
+                    "sys.exit(main(sys.argv[1:]))\n")
+    path.chmod(0o755)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
