@@ -1,0 +1,1 @@
+"""Testing helpers for lima-driver-wsl2: :mod:`.fakewsl`, a fake ``wsl.exe``."""
