@@ -92,14 +92,18 @@ def load_driver(inst: Instance, *, ssh_local_port: int = 0, reg: registry.Regist
 
 
 def create(name: str, data: dict[str, Any], source: str, progress: Progress | None = None,
-           download_progress: download.Progress | None = None) -> Instance:
-    """Make a new instance from template *data* (embedded, with edits applied)."""
+           download_progress: download.Progress | None = None, text: str | None = None) -> Instance:
+    """Make a new instance from template *data* (embedded, with edits applied).
+
+    *text* is the template's own YAML, when it has no base, so errors and
+    unknown-field warnings can point at its lines.
+    """
     store.validate_name(name)
     inst_dir = dirnames.instance_dir(name)
     if inst_dir.exists():
         raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
                              "first to recreate it")
-    cfg = limayaml.from_data(data, source)
+    cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
     store.write_new(name, yamlfile.dump(data))

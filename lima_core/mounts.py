@@ -43,12 +43,12 @@ def mount_tag(location: str, mount_point: str) -> str:
 
 
 def expand_location(location: str, home: str | None = None) -> str:
-    """``~`` and ``{{.Home}}`` expanded, made absolute."""
+    """``~`` and ``{{.Home}}`` expanded and normalised; a relative path stays relative (and is invalid)."""
     home = home or str(Path.home())
     text = location.replace("{{.Home}}", home)
     if text == "~" or text.startswith("~/"):
         text = home + text[1:]
-    return os.path.abspath(text)
+    return os.path.normpath(text) if os.path.isabs(text) else text
 
 
 def resolve(config: LimaYAML) -> list[ResolvedMount]:

@@ -12,13 +12,18 @@ from ._common import info
 
 
 def load_template(locator: str, *, name: str | None, vm_type: str | None, sets: list[str], cpus: int | None,
-                  memory: float | None, disk: float | None) -> tuple[str, dict[str, Any], str]:
-    """(instance name, template data with the edits applied, source) for *locator*."""
+                  memory: float | None, disk: float | None) -> tuple[str, dict[str, Any], str, str | None]:
+    """(instance name, template data with the edits applied, source, text) for *locator*.
+
+    text is the template's YAML when positions in it are meaningful (no base:), else None.
+    """
     from .. import limayaml, templates
     from ..units import format_size
 
     tmpl = templates.read(locator, stdin=sys.stdin)
     data = templates.embed(tmpl)
+    own = tmpl.document().data
+    text = tmpl.text if isinstance(own, dict) and "base" not in own else None
     if vm_type:
         limayaml.apply_set(data, f'.vmType = "{vm_type}"')
     for expr in sets:
@@ -38,7 +43,7 @@ def load_template(locator: str, *, name: str | None, vm_type: str | None, sets: 
     instance_name = name or tmpl.name
     if not instance_name:
         raise LimaError("a template read from stdin needs --name")
-    return instance_name, data, tmpl.locator
+    return instance_name, data, tmpl.locator, text
 
 
 def download_progress() -> tuple[Any, Any]:
@@ -77,11 +82,11 @@ def create(
     """Create an instance from a template, without starting it."""
     from .. import instance
 
-    inst_name, data, source = load_template(template, name=name, vm_type=vm_type, sets=set_, cpus=cpus,
-                                            memory=memory, disk=disk)
+    inst_name, data, source, text = load_template(template, name=name, vm_type=vm_type, sets=set_, cpus=cpus,
+                                                  memory=memory, disk=disk)
     callback, progress = download_progress()
     try:
-        instance.create(inst_name, data, source, progress=info, download_progress=callback)
+        instance.create(inst_name, data, source, progress=info, download_progress=callback, text=text)
     finally:
         progress.stop()
     info(f"Run `lima start {inst_name}` to start the instance.")

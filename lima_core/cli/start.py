@@ -38,10 +38,10 @@ def start(
     callback, progress = download_progress()
     try:
         if locator is not None:
-            inst_name, data, source = load_template(locator, name=inst_name, vm_type=vm_type, sets=set_,
-                                                    cpus=None, memory=None, disk=None)
+            inst_name, data, source, text = load_template(locator, name=inst_name, vm_type=vm_type, sets=set_,
+                                                          cpus=None, memory=None, disk=None)
             if not store.dirnames.instance_dir(inst_name).is_dir():
-                instance.create(inst_name, data, source, progress=info, download_progress=callback)
+                instance.create(inst_name, data, source, progress=info, download_progress=callback, text=text)
         result = instance.start(inst_name, timeout=wait, progress=info, download_progress=callback)
     finally:
         progress.stop()

@@ -256,3 +256,21 @@ def test_snapshots_while_stopped(lima, fake_template: Path, driver_mode: str, li
     r = lima("snapshot", "create", "snap", ok=False)
     assert "--tag is required" in r.stderr
     assert not list((lima_home / "snap").glob("*.drv.sock"))  # no orphan driver server (Lima leaves one)
+
+
+def test_create_reports_yaml_position_and_unknown_fields(lima, tmp_path: Path, driver_mode: str) -> None:
+    image = tmp_path / "i.raw"
+    image.write_bytes(b"x")
+    t = tmp_path / "typed.yaml"
+    t.write_text(f"vmType: fake\nimages:\n- location: {image}\nmounts: []\ncpus: many\n")
+    r = lima("create", "--name", "typed", str(t), ok=False)
+    assert r.stderr.strip() == f"lima: {t}:5:1: cpus: expected an integer, got the string 'many'"
+    t.write_text(f"vmType: fake\nimages:\n- location: {image}\nmounts: []\nfavouriteColour: blue\n")
+    r = lima("create", "--name", "typed", str(t), ok=True)
+    assert f"WARNING: {t}:5:1: unknown field 'favouriteColour' is ignored" in r.stderr
+
+
+def test_debug_shows_the_traceback(lima) -> None:
+    r = lima("--debug", "create", "template:../x")
+    assert r.exit_code != 0
+    assert r.exception is not None and "cannot contain" in str(r.exception)
