@@ -1,0 +1,18 @@
+"""lima-driver-qemu: Lima's qemu driver for lima-core.
+
+Installed, it registers as ``lima.drivers: qemu`` (an internal driver) and
+provides the ``lima-driver-qemu`` executable (the same driver as an external
+one, via :func:`lima_core.external.serve`).
+"""
+
+from __future__ import annotations
+
+from lima_core.external import main_for
+
+from ._version import __version__
+from .driver import QemuDriver
+
+__all__ = ["QemuDriver", "__version__", "main"]
+
+#: the ``lima-driver-qemu`` console script
+main = main_for(QemuDriver)

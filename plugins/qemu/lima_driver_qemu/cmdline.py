@@ -1,0 +1,207 @@
+"""The QEMU command line, as Lima's ``Cmdline`` builds it (reference §4.5), from plain facts.
+
+:func:`build` is a pure function of a :class:`Spec`: everything that needs the
+file system or a process (which files exist, the firmware, the accelerator,
+the version) is decided before and written into the spec, so the command line
+can be checked without QEMU. Arguments come in Lima's order; flags that take
+one value (``-m``, ``-cpu``, ``-machine``, ...) are skipped with a warning when
+``$QEMU_SYSTEM_<ARCH>`` already gave them (Lima's ``appendArgsIfNoConflict``).
+
+Not built (validate rejects them): additional disks, TPM, extra networks,
+virtiofs mounts, Windows guests and Windows hosts' guest-agent port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+
+from lima_core import filenames
+from lima_core.mounts import ResolvedMount
+from lima_core.network import SLIRP_GUEST_IP, SLIRP_NETWORK
+
+log = logging.getLogger(__name__)
+
+#: flags the conflict check may be applied to (never -drive, -device, -chardev, -netdev)
+_SINGLE_VALUE = frozenset({"-m", "-cpu", "-machine", "-accel", "-smp", "-boot", "-kernel", "-append", "-initrd",
+                           "-display"})
+TCG_X86_64 = ["-machine", "q35,vmport=off", "-accel", "tcg,thread=multi,tb-size=512",
+              "-global", "ICH9-LPC.disable_s3=1", "-global", "ICH9-LPC.disable_s4=1"]
+AUDIO_ID = "snd0"
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Everything the command line depends on, resolved."""
+
+    name: str
+    instance_dir: str
+    arch: str
+    accel: str
+    cpu: str
+    memory_mib: int
+    cpus: int
+    #: path for ``-drive if=pflash``, or None (legacy BIOS, ppc64le, s390x)
+    firmware: str | None = None
+    #: the boot disk exists as ``<dir>/disk``; ``iso`` is set when ``<dir>/iso`` exists
+    iso: bool = False
+    #: direct kernel boot: each set only when its file exists
+    kernel: bool = False
+    kernel_cmdline: str | None = None
+    initrd: bool = False
+    ssh_address: str = "127.0.0.1"
+    ssh_local_port: int = 0
+    mac: str = "52:55:55:00:00:00"
+    #: 9p mounts (ResolvedMount from lima_core.mounts)
+    mounts: tuple[ResolvedMount, ...] = ()
+    #: video.display ("" means no -display), video.vnc.display
+    display: str = "none"
+    vnc_display: str = "127.0.0.1:0,to=9"
+    #: audio.device ("" means no audio), audio.interface
+    audio_device: str = ""
+    audio_interface: str = ""
+    qemu_version: tuple[int, int, int] = (0, 0, 0)
+    #: extra words of $QEMU_SYSTEM_<ARCH>, placed first
+    extra_args: tuple[str, ...] = ()
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.instance_dir, name)
+
+
+def arg_value(args: list[str], key: str) -> tuple[str, bool]:
+    """Lima's ``argValue``: (value, present) of flag *key* in *args*."""
+    for i, word in enumerate(args):
+        if word == key:
+            if i == len(args) - 1 or args[i + 1].startswith("-"):
+                return "", True
+            return args[i + 1], True
+    return "", False
+
+
+def append_if_no_conflict(args: list[str], key: str, value: str) -> None:
+    """Append ``key value`` unless *key* is already there (then warn, as Lima does)."""
+    assert key in _SINGLE_VALUE, f"{key} may appear more than once; append it directly"
+    existing, present = arg_value(args, key)
+    if present:
+        log.warning("not adding QEMU argument %s %s, as it conflicts with %s %s", key, value, key, existing)
+        return
+    args += [key, value] if value else [key]
+
+
+def machine_args(arch: str, accel: str) -> list[str]:
+    """Item 3: the machine, with Lima's TCG flags on x86_64."""
+    if arch == "x86_64":
+        return list(TCG_X86_64) if accel == "tcg" else ["-machine", f"q35,accel={accel}"]
+    machine = {"aarch64": "virt", "armv7l": "virt", "riscv64": "virt,acpi=off", "ppc64le": "pseries",
+               "s390x": "s390-ccw-virtio"}[arch]
+    return ["-machine", f"{machine},accel={accel}"]
+
+
+def default_audio_device(platform: str | None = None) -> str:
+    platform = platform or sys.platform
+    return {"darwin": "coreaudio", "win32": "dsound"}.get(platform, "pa" if platform.startswith("linux") else "oss")
+
+
+def audio_args(device: str, interface: str, qemu_version: tuple[int, int, int]) -> list[str]:
+    """Item 18. :raises ValueError: an unknown interface."""
+    if not device:
+        return []
+    backend = "none" if device == "none" else default_audio_device() if device == "default" else device
+    out = ["-audiodev", f"{backend},id={AUDIO_ID}"]
+    if interface == "virtio":
+        if qemu_version >= (8, 2, 0):
+            return out + ["-device", f"virtio-sound-pci,audiodev={AUDIO_ID}"]
+        log.warning("audio.interface virtio needs QEMU 8.2 or later; using hda")
+        interface = "hda"
+    if interface in ("", "hda"):
+        return out + ["-device", "ich9-intel-hda", "-device", f"hda-output,audiodev={AUDIO_ID}"]
+    raise ValueError(f"audio.interface {interface!r} is not one of hda, virtio")
+
+
+def ninep_args(m: ResolvedMount) -> list[str]:
+    """Item 22 for one 9p mount."""
+    options = f"local,mount_tag={m.tag},path={m.location},security_model={m.security_model}"
+    return ["-virtfs", options if m.writable else options + ",readonly=on"]
+
+
+def _chardev_socket(chardev: str, sock: str, logfile: str | None = None) -> str:
+    text = f"socket,id={chardev},path={sock},server=on,wait=off"
+    return text + f",logfile={logfile}" if logfile else text
+
+
+def build(spec: Spec) -> list[str]:
+    """The arguments after the executable, in Lima's order (reference §4.5, numbered below)."""
+    args = list(spec.extra_args)
+    arch = spec.arch
+    append_if_no_conflict(args, "-m", str(spec.memory_mib))  # 1
+    append_if_no_conflict(args, "-cpu", spec.cpu)  # 2
+    machine = machine_args(arch, spec.accel)  # 3
+    append_if_no_conflict(args, "-machine", machine[1])
+    if len(machine) > 2:
+        append_if_no_conflict(args, "-accel", machine[3])
+        args += machine[4:]
+    append_if_no_conflict(args, "-smp", f"{spec.cpus},sockets=1,cores={spec.cpus},threads=1")  # 4
+    if spec.firmware:  # 5
+        args += ["-drive", f"if=pflash,format=raw,readonly=on,file={spec.firmware}"]
+    args += ["-device", "qemu-xhci,id=usb-bus"]  # 7
+    disk = spec.path(filenames.DISK)  # 8
+    if spec.iso:
+        args += ["-drive", f"file={disk},if=virtio,discard=on"]
+    else:
+        blk = "virtio-blk-ccw" if arch == "s390x" else "virtio-blk-pci"
+        args += ["-drive", f"file={disk},if=none,discard=on,id=boot-disk",
+                 "-device", f"{blk},drive=boot-disk,bootindex=1"]
+    if spec.iso:  # 9
+        append_if_no_conflict(args, "-boot", "order=d,splash-time=0,menu=on")
+        args += ["-drive", f"file={spec.path(filenames.ISO)},format=raw,media=cdrom,readonly=on"]
+    else:
+        append_if_no_conflict(args, "-boot", "order=c,splash-time=0,menu=on")
+    args += ["-drive", f"id=cdrom0,if=none,format=raw,readonly=on,file={spec.path(filenames.CIDATA_ISO)}",  # 12
+             "-device", "virtio-scsi,id=scsi0", "-device", "scsi-cd,bus=scsi0.0,drive=cdrom0"]
+    if spec.kernel:  # 13
+        append_if_no_conflict(args, "-kernel", spec.path(filenames.KERNEL))
+    if spec.kernel_cmdline is not None:
+        append_if_no_conflict(args, "-append", spec.kernel_cmdline)
+    if spec.initrd:
+        append_if_no_conflict(args, "-initrd", spec.path(filenames.INITRD))
+    args += ["-netdev", f"user,id=net0,net={SLIRP_NETWORK},dhcpstart={SLIRP_GUEST_IP},"  # 15
+                        f"hostfwd=tcp:{spec.ssh_address}:{spec.ssh_local_port}-:22",
+             "-device", f"{'virtio-net-ccw' if arch == 's390x' else 'virtio-net-pci'},netdev=net0,mac={spec.mac}"]
+    args += ["-device", "virtio-rng-pci"]  # 17
+    args += audio_args(spec.audio_device, spec.audio_interface, spec.qemu_version)  # 18
+    pointer = "mouse"  # 19
+    if spec.display:
+        display = spec.display
+        if display == "vnc":
+            display, pointer = f"vnc={spec.vnc_display},password=on", "tablet"
+        append_if_no_conflict(args, "-display", display)
+    if spec.display != "none":
+        args += ["-device", "virtio-vga" if arch in ("x86_64", "riscv64") else "virtio-gpu",
+                 "-device", "virtio-keyboard-pci", "-device", f"virtio-{pointer}-pci"]
+    else:
+        args += ["-vga", "none"]
+    args += ["-parallel", "none"]  # 20
+    args += ["-chardev", _chardev_socket("char-serial", spec.path(filenames.SERIAL_SOCK),  # 21
+                                         spec.path(filenames.SERIAL_LOG)),
+             "-serial", "chardev:char-serial"]
+    if arch in ("aarch64", "armv7l"):
+        args += ["-chardev", _chardev_socket("char-serial-pci", spec.path(filenames.SERIALP_SOCK),
+                                             spec.path(filenames.SERIALP_LOG)),
+                 "-device", "pci-serial,chardev=char-serial-pci"]
+    args += ["-chardev", _chardev_socket("char-serial-virtio", spec.path(filenames.SERIALV_SOCK),
+                                         spec.path(filenames.SERIALV_LOG)),
+             "-device", f"virtio-serial-pci,id=virtio-serial0,max_ports={2 if arch == 's390x' else 1}",
+             "-device", "virtconsole,chardev=char-serial-virtio,id=console0"]
+    for m in spec.mounts:  # 22
+        args += ninep_args(m)
+    args += ["-chardev", _chardev_socket("char-qmp", spec.path(filenames.QMP_SOCK)),  # 23
+             "-qmp", "chardev:char-qmp"]
+    args += ["-name", f"lima-{spec.name}", "-pidfile", spec.path(filenames.pid_file("qemu"))]  # 25
+    return args
+
+
+#: files Lima deletes before starting qemu (item 21, item 23)
+STALE_FILES = (filenames.SERIAL_SOCK, filenames.SERIAL_LOG, filenames.SERIALP_SOCK, filenames.SERIALP_LOG,
+               filenames.SERIALV_SOCK, filenames.SERIALV_LOG, filenames.QMP_SOCK)

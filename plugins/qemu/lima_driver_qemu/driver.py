@@ -1,0 +1,468 @@
+"""QemuDriver: every hook of the driver contract, as Lima's qemu driver does it (reference §4).
+
+State lives in the instance directory (``qemu.pid``, ``qmp.sock``), so every
+hook but ``start`` works from any process: a CLI's forced stop, a restarted
+host agent, another session of the same external driver server. ``start``
+also keeps its ``Popen`` so the returned handle reports qemu's exit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from lima_core import filenames, hookimpl, mounts, pidfile
+from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
+from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
+from lima_core.network import mac_address
+from lima_core.starthandle import StartHandle
+from lima_core.units import parse_size
+
+from . import accel, binary, cmdline, config, disk, firmware, process, qmp
+
+log = logging.getLogger(__name__)
+
+NAME = config.NAME
+#: qemu's stdout and stderr (Lima logs them through the host agent as qemu[stdout]/qemu[stderr])
+QEMU_LOG = "qemu.stderr.log"
+#: Lima's shutdownQEMU timeout: power button, then SIGKILL after this long
+STOP_TIMEOUT = 180.0
+#: press the power button again this often while waiting (a guest still booting misses the first press)
+POWERDOWN_INTERVAL = 5.0
+#: how long qemu gets to answer on its QMP socket before start gives up
+STARTUP_TIMEOUT = 15.0
+#: Lima waits this long for qmp.sock before setting the VNC password
+VNC_SOCKET_WAIT = 30.0
+SUPPORTED_IMAGE_FORMATS = list(disk.KEPT_FORMATS)
+DEFAULT_SSH_ADDRESS = "127.0.0.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Qemu:
+    """The binary and how it will run this instance."""
+
+    exe: str
+    extra_args: tuple[str, ...]
+    version: tuple[int, int, int]
+    features: binary.Features
+    accel: accel.Choice
+    cpu: str
+
+
+class QemuDriver:
+    """Lima's qemu driver. ``stop_timeout`` is Lima's 3 minutes unless given."""
+
+    name = NAME
+
+    def __init__(self, stop_timeout: float = STOP_TIMEOUT, powerdown_interval: float = POWERDOWN_INTERVAL) -> None:
+        self.instance: Instance | None = None
+        self.stop_timeout = stop_timeout
+        self.powerdown_interval = powerdown_interval
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        if self.instance is None:
+            raise DriverError(f"driver {self.name!r} was not configured")
+        return Path(self.instance.dir)
+
+    @property
+    def config(self) -> LimaYAML:
+        if self.instance is None or self.instance.config is None:
+            raise DriverError(f"driver {self.name!r} was not configured")
+        return self.instance.config
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch or host_arch()
+
+    @property
+    def _qmp_sock(self) -> Path:
+        return self.dir / filenames.QMP_SOCK
+
+    def _disk(self) -> Path:
+        return self.dir / filenames.DISK
+
+    def _qemu(self) -> _Qemu:
+        """Find the binary, check its version and features, choose the accelerator and CPU."""
+        cfg, arch = self.config, self.arch
+        exe, extra = binary.find_executable(arch)
+        try:
+            version = binary.version(exe)
+        except (ValueError, OSError, subprocess.SubprocessError) as exc:
+            log.warning("failed to detect the QEMU version: %s", exc)
+            version = (0, 0, 0)
+        else:
+            minimum = config.qemu_opts(cfg).get("minimumVersion")
+            for warning in binary.check_version(version, str(minimum) if minimum else None):
+                log.warning("%s", warning)
+        features = binary.features(exe, binary.machine_for(arch))
+        native = accel.native_accel(arch)
+        choice = accel.choose(arch, exe, config.cpu_type(cfg, arch, native), features)
+        cpu = config.cpu_type(cfg, arch, choice.accel)
+        if not features.has_cpu(cpu):
+            raise ValidationError(f"cpu {cpu!r} is not supported by {exe}")
+        return _Qemu(exe, tuple(extra), version, features, choice, cpu)
+
+    def _running_qemu(self) -> psutil.Process | None:
+        found = process.find(self.dir)
+        if found is None and self._proc is not None and self._proc.poll() is None:
+            try:  # started here, but no pid file (yet)
+                found = psutil.Process(self._proc.pid)
+            except psutil.NoSuchProcess:
+                found = None
+        return found
+
+    # -- Info and Configure ---------------------------------------------------------------
+
+    @hookimpl
+    def info(self) -> Info:
+        inst = self.instance
+        return Info(name=self.name, vsock_port=0, virtio_port="", instance_dir=inst.dir if inst else "",
+                    features=DriverFeatures(supported_image_formats=list(SUPPORTED_IMAGE_FORMATS)))
+
+    @hookimpl
+    def configure(self, instance: Instance) -> None:
+        if instance.config is None:
+            raise ConfigError("the instance has no configuration")
+        config.fill_defaults(instance.config, Path(instance.dir))
+        config.check(instance.config)
+        self.instance = instance
+
+    @hookimpl
+    def check_host(self) -> None:
+        try:
+            binary.find_executable(host_arch())
+        except ValidationError as exc:
+            raise HostUnsupported(str(exc)) from None
+
+    @hookimpl
+    def validate(self) -> None:
+        cfg = self.config
+        try:
+            config.check(cfg)
+        except ConfigError as exc:
+            raise ValidationError(str(exc)) from None
+        missing = config.unsupported_features(cfg)
+        if missing:
+            raise ValidationError(f"lima-driver-qemu does not support {', '.join(missing)} yet")
+        for i, nw in enumerate(cfg.networks or []):
+            if nw.vz_nat:
+                log.warning("networks[%d]: vzNAT is ignored by the qemu driver", i)
+        if cfg.ssh and cfg.ssh.over_vsock:
+            log.warning("ssh.overVsock is not implemented for qemu; SSH goes through the forwarded port")
+        qemu = self._qemu()
+        try:
+            firmware.find(cfg, self.arch, qemu.exe, self.dir, copy=False)
+        except ConfigError as exc:
+            raise ValidationError(str(exc)) from None
+
+    # -- Lifecycle ------------------------------------------------------------------------
+
+    @hookimpl
+    def create(self) -> None:
+        return None
+
+    @hookimpl
+    def create_disk(self) -> None:
+        size = self._disk_size()
+        disk.ensure_disk(self.dir, size)
+        disk.ensure_size(self._disk(), size)
+
+    def _disk_size(self) -> int:
+        return parse_size(self.config.disk or config.DEFAULT_DISK, "disk")
+
+    @hookimpl
+    def start(self) -> StartHandle:
+        with self._lock:
+            try:
+                proc = self._launch()
+            except StartFailed:
+                raise
+            except LimaError as exc:
+                raise StartFailed(exc.message) from exc
+            self._proc = proc
+        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: _kill_child(proc))
+
+    def _launch(self) -> subprocess.Popen:
+        inst, d = self.instance, self.dir
+        assert inst is not None
+        running = self._running_qemu()
+        if running is not None:
+            raise StartFailed(f"qemu of instance {inst.name!r} is already running (pid {running.pid})")
+        if not self._disk().exists():
+            raise StartFailed(f"instance {inst.name!r} has no disk ({self._disk()}); create_disk makes it")
+        disk.ensure_size(self._disk(), self._disk_size())
+        qemu = self._qemu()
+        if qemu.accel.reason:
+            log.warning("starting %s under TCG: %s", inst.name, qemu.accel.reason)
+        args = cmdline.build(self._spec(qemu))
+        for name in cmdline.STALE_FILES:
+            try:
+                (d / name).unlink()
+            except FileNotFoundError:
+                pass
+        log_path = d / QEMU_LOG
+        log.info("starting QEMU (hint: to watch the boot progress, see %s): %s %s", d / filenames.SERIAL_LOG,
+                 qemu.exe, " ".join(args))
+        with open(log_path, "ab") as out:
+            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {qemu.exe} {' '.join(args)}\n".encode())
+            out.flush()
+            start = out.tell()
+            try:
+                proc = subprocess.Popen([qemu.exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                        start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise StartFailed(f"cannot run {qemu.exe}: {exc.strerror}") from None
+        self._wait_started(proc, log_path, start)
+        return proc
+
+    def _wait_started(self, proc: subprocess.Popen, log_path: Path, log_start: int) -> None:
+        """Return once QMP answers (qemu sends its greeting only after the machine is built)."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            code = proc.poll()
+            if code is not None:
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+                raise StartFailed(f"qemu {how} at startup: {_tail(log_path, log_start)}")
+            if self._qmp_sock.exists():
+                try:
+                    qmp.execute(self._qmp_sock, "query-status", connect_timeout=0.5, timeout=5.0)
+                    return
+                except qmp.QMPUnavailable:
+                    pass
+                except qmp.QMPCommandError as exc:
+                    log.warning("%s", exc)
+                    return
+            if time.monotonic() >= deadline:
+                _kill_child(proc)
+                proc.wait()
+                raise StartFailed(f"qemu did not answer on {self._qmp_sock} within {STARTUP_TIMEOUT:g} s; "
+                                  f"see {log_path}")
+            time.sleep(0.02)
+
+    def _spec(self, qemu: _Qemu) -> cmdline.Spec:
+        inst, cfg, d, arch = self.instance, self.config, self.dir, self.arch
+        assert inst is not None
+        shared: list[mounts.ResolvedMount] = []
+        if cfg.mount_type == "9p" and not cfg.plain:
+            shared = mounts.resolve(cfg)
+            for m in shared:
+                os.makedirs(m.location, exist_ok=True)
+        cmdline_path = d / filenames.KERNEL_CMDLINE
+        video = cfg.video
+        audio = cfg.audio
+        port = inst.ssh_local_port
+        if not port:
+            log.warning("instance %s has no SSH port; the guest's SSH will not be forwarded usefully", inst.name)
+        return cmdline.Spec(
+            name=inst.name, instance_dir=str(d), arch=arch, accel=qemu.accel.accel, cpu=qemu.cpu,
+            memory_mib=self._memory_bytes() >> 20, cpus=self._cpus(),
+            firmware=firmware.find(cfg, arch, qemu.exe, d),
+            iso=(d / filenames.ISO).exists(), kernel=(d / filenames.KERNEL).exists(),
+            kernel_cmdline=cmdline_path.read_text().strip() if cmdline_path.exists() else None,
+            initrd=(d / filenames.INITRD).exists(),
+            ssh_address=inst.ssh_address or DEFAULT_SSH_ADDRESS, ssh_local_port=port, mac=mac_address(d),
+            mounts=tuple(shared),
+            display=(video.display if video and video.display is not None else "none"),
+            vnc_display=(video.vnc.display if video and video.vnc and video.vnc.display
+                         else config.DEFAULT_VNC_DISPLAY),
+            audio_device=(audio.device or "") if audio else "",
+            audio_interface=(audio.interface or "") if audio else "",
+            qemu_version=qemu.version, extra_args=qemu.extra_args)
+
+    def _memory_bytes(self) -> int:
+        if self.config.memory:
+            return parse_size(self.config.memory, "memory")
+        total = psutil.virtual_memory().total
+        return min(4 << 30, total // 2)  # Lima's default: min(4 GiB, half the host)
+
+    def _cpus(self) -> int:
+        return self.config.cpus or min(4, os.cpu_count() or 1)  # Lima's default: min(4, host CPUs)
+
+    @hookimpl
+    def stop(self) -> None:
+        d = self.dir
+        proc = self._running_qemu()
+        if proc is not None:
+            self._shutdown(proc)
+        if proc is None or process.gone(proc):
+            pid_file = process.pid_path(d)
+            if pidfile.read(pid_file, expect=str(pid_file)).process is None:
+                pidfile.remove(pid_file)
+        for name in (filenames.VNC_DISPLAY, filenames.VNC_PASSWORD):
+            try:
+                (d / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _shutdown(self, proc: psutil.Process) -> None:
+        """Lima's shutdownQEMU: the power button over QMP, wait, then SIGKILL."""
+        log.info("shutting down QEMU (pid %d) with the power button", proc.pid)
+        try:
+            qmp.execute(self._qmp_sock, "system_powerdown")
+        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+            log.warning("%s; forcibly killing QEMU", exc)
+            process.kill(proc)
+            return
+        deadline = time.monotonic() + self.stop_timeout
+        while not process.wait_gone(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
+                process.kill(proc)
+                return
+            try:
+                qmp.execute(self._qmp_sock, "system_powerdown")
+            except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+                log.debug("pressing the power button again: %s", exc)
+        log.info("QEMU has exited")
+
+    @hookimpl
+    def delete(self) -> None:
+        return None
+
+    @hookimpl
+    def inspect_status(self, instance: Instance) -> str:
+        return ""
+
+    @hookimpl
+    def boot_scripts(self) -> dict[str, bytes]:
+        return {}
+
+    # -- display --------------------------------------------------------------------------
+
+    def _require_running(self, what: str) -> None:
+        if self._running_qemu() is None:
+            raise DriverError(f"cannot {what}: instance {self.dir.name!r} is not running")
+
+    @hookimpl
+    def change_display_password(self, password: str) -> None:
+        self._require_running("set the VNC password")
+        try:
+            qmp.wait_for_socket(self._qmp_sock, VNC_SOCKET_WAIT)
+            qmp.execute(self._qmp_sock, "change-vnc-password", {"password": password})
+        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+            raise DriverError(f"cannot set the VNC password: {exc}") from None
+
+    @hookimpl
+    def display_connection(self) -> str:
+        self._require_running("query the VNC display")
+        try:
+            vnc = qmp.execute(self._qmp_sock, "query-vnc")
+        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+            raise DriverError(f"cannot query the VNC display: {exc}") from None
+        if not vnc.get("enabled") or "service" not in vnc:
+            raise DriverError(f"instance {self.dir.name!r} has no VNC display (video.display is "
+                              f"{(self.config.video.display if self.config.video else None)!r})")
+        return str(vnc["service"])
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        """Lima's rule: the state the instance had when configured."""
+        return self.instance is not None and self.instance.status == STATUS_RUNNING
+
+    def _tags(self, tag: str | None = None) -> list[str]:
+        if tag is not None and (not tag or tag.startswith("-") or any(c.isspace() for c in tag)):
+            raise DriverError(f"invalid snapshot tag {tag!r}: it must be non-empty, without spaces, "
+                              "and not start with '-'")
+        return disk.snapshot_tags(disk.require_qcow2(self._disk()))
+
+    def _hmp(self, command_line: str) -> str:
+        try:
+            out = qmp.hmp(self._qmp_sock, command_line)
+        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+            raise DriverError(f"{command_line.split()[0]}: {exc} (is the instance running?)") from None
+        text = out.strip()
+        if any(line.startswith("Error") for line in text.splitlines()):
+            raise DriverError(f"{command_line.split()[0]}: {' '.join(text.split())}")
+        if text:
+            log.warning("%s: %s", command_line.split()[0], text)
+        return out
+
+    @hookimpl
+    def create_snapshot(self, tag: str) -> None:
+        if tag in self._tags(tag):
+            raise DriverError(f"snapshot {tag!r} already exists")
+        if self._running():
+            self._hmp(f"savevm {tag}")
+        else:
+            disk.offline_snapshot(self._disk(), "create", tag)
+
+    @hookimpl
+    def apply_snapshot(self, tag: str) -> None:
+        if tag not in self._tags(tag):
+            raise DriverError(f"snapshot {tag!r} not found")
+        if self._running():
+            self._hmp(f"loadvm {tag}")
+        else:
+            disk.offline_snapshot(self._disk(), "apply", tag)
+
+    @hookimpl
+    def delete_snapshot(self, tag: str) -> None:
+        if tag not in self._tags(tag):
+            raise DriverError(f"snapshot {tag!r} not found")
+        if self._running():
+            self._hmp(f"delvm {tag}")
+        else:
+            disk.offline_snapshot(self._disk(), "delete", tag)
+
+    @hookimpl
+    def list_snapshots(self) -> str:
+        self._tags()
+        if not self._running():
+            return disk.offline_list(self._disk())
+        out = self._hmp_list()
+        return out.replace("List of snapshots present on all disks:\n", "", 1).replace(
+            "There is no snapshot available.\n", "", 1)
+
+    def _hmp_list(self) -> str:
+        try:
+            return qmp.hmp(self._qmp_sock, "info snapshots")
+        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+            raise DriverError(f"info snapshots: {exc} (is the instance running?)") from None
+
+    # -- guest agent and SSH ----------------------------------------------------------------
+
+    @hookimpl
+    def forward_guest_agent(self) -> bool:
+        return True
+
+    @hookimpl
+    def guest_agent_conn(self) -> None:
+        return None
+
+    @hookimpl
+    def ssh_address(self) -> str:
+        return DEFAULT_SSH_ADDRESS
+
+    @hookimpl
+    def additional_setup_for_ssh(self) -> None:
+        return None
+
+
+def _kill_child(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+    except OSError:
+        pass
+
+
+def _tail(path: Path, start: int, lines: int = 5) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no output)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) or "(no output)"
