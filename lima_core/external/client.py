@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import queue
 import subprocess
 import threading
 import uuid
@@ -53,7 +54,7 @@ class Connection:
     def protocol_info(self) -> Any | None:
         """The server's ProtocolInfo, or None for a plain Lima driver."""
         try:
-            return self._ext.GetProtocolInfo(protocol.Empty(), timeout=10, metadata=self._metadata)
+            return _wait(self._ext.GetProtocolInfo.future(protocol.Empty(), timeout=10, metadata=self._metadata))
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None
@@ -62,49 +63,86 @@ class Connection:
     def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
         wire = protocol.WIRE[hook]
         stub = self._ext if wire.extension else self._driver
+        future = getattr(stub, wire.rpc).future(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         try:
-            response = getattr(stub, wire.rpc)(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
+            response = _wait(future)
         except grpc.RpcError as exc:
             raise protocol.error_from_rpc(exc, self.name, hook) from None
         return wire.result(response)
 
     def start(self) -> StartHandle:
         call = self._driver.Start(protocol.Empty(), metadata=self._metadata)
-        try:
-            first = next(call)
-        except grpc.RpcError as exc:
-            raise protocol.error_from_rpc(exc, self.name, "start") from None
-        except StopIteration:
-            raise StartFailed(f"driver {self.name!r} ended the start stream before the VM started") from None
-        if not first.success:
+        messages: queue.Queue[Any] = queue.Queue()
+
+        def pump() -> None:
             try:
-                next(call)  # our servers follow the message with a typed status
+                for msg in call:
+                    messages.put(msg)
+                messages.put(None)
             except grpc.RpcError as exc:
-                err = protocol.error_from_rpc(exc, self.name, "start")
-                raise (err if type(err) is not DriverError else StartFailed(first.error)) from None
-            except StopIteration:
-                pass
-            raise StartFailed(first.error)
+                messages.put(exc)
+
+        threading.Thread(target=pump, name=f"start-stream-{self.name}", daemon=True).start()
+        try:
+            first = _next(messages)
+            if isinstance(first, grpc.RpcError):
+                raise protocol.error_from_rpc(first, self.name, "start")
+            if first is None:
+                raise StartFailed(f"driver {self.name!r} ended the start stream before the VM started")
+            if not first.success:
+                after = _next(messages)  # our servers follow the message with a typed status
+                if isinstance(after, grpc.RpcError):
+                    err = protocol.error_from_rpc(after, self.name, "start")
+                    raise err if type(err) is not DriverError else StartFailed(first.error)
+                raise StartFailed(first.error)
+        except BaseException:
+            call.cancel()
+            raise
         handle = StartHandle(on_cancel=call.cancel)
-        threading.Thread(target=self._follow, args=(call, handle), name=f"start-stream-{self.name}",
+        threading.Thread(target=self._follow, args=(messages, handle), name=f"start-handle-{self.name}",
                          daemon=True).start()
         return handle
 
-    def _follow(self, call: Any, handle: StartHandle) -> None:
+    def _follow(self, messages: queue.Queue[Any], handle: StartHandle) -> None:
         """Copy the rest of the stream onto *handle*; a dying stream is reported, not just logged."""
-        try:
-            for msg in call:
-                if msg.success:
-                    handle.close()
-                    return
-                handle.report(msg.error)
-            handle.report(f"driver {self.name!r} ended the start stream without saying the VM stopped")
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                handle.report(f"lost the start stream of driver {self.name!r} ({exc.code().name}: "
-                              f"{exc.details()}); the driver process may have died, see "
-                              f"driver.stderr.log")
+        while True:
+            msg = messages.get()
+            if msg is None:
+                handle.report(f"driver {self.name!r} ended the start stream without saying the VM stopped")
+                break
+            if isinstance(msg, grpc.RpcError):
+                if msg.code() != grpc.StatusCode.CANCELLED:
+                    handle.report(f"lost the start stream of driver {self.name!r} ({msg.code().name}: "
+                                  f"{msg.details()}); the driver process may have died, see driver.stderr.log")
+                break
+            if msg.success:
+                break
+            handle.report(msg.error)
         handle.close()
+
+
+def _wait(future: Any) -> Any:
+    """future.result(), waiting in short slices so that Ctrl-C interrupts it (and cancels the call)."""
+    try:
+        while True:
+            try:
+                return future.result(timeout=_SLICE)
+            except grpc.FutureTimeoutError:
+                continue
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+
+
+def _next(messages: queue.Queue[Any]) -> Any:
+    while True:
+        try:
+            return messages.get(timeout=_SLICE)
+        except queue.Empty:
+            continue
+
+
+_SLICE = 0.25
 
 
 def inspect_status(path: str, instance: Instance) -> str:
