@@ -12,7 +12,6 @@ reason is given.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -119,15 +118,14 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
 
     A process we did not spawn lingers as a zombie until its new parent reaps
     it (here, init may take a second or more); it has exited all the same,
-    so a zombie counts as gone. A child of ours is reaped.
+    so a zombie counts as gone. It is never reaped here: a child's owner
+    (a ``Popen.wait``) must still see its real exit status.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
-                with contextlib.suppress(psutil.Error, ChildProcessError):
-                    proc.wait(0)  # reaps it if it is our child
                 return True
         except psutil.NoSuchProcess:
             return True
