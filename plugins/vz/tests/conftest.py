@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lima_core import filenames
 from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import new_instance
-from lima_driver_vz import VZDriver, identifier, running
+from lima_driver_vz import VZDriver, running
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing import fakevz
-
-MAC = HostFacts(system="Darwin", macos=(15, 5), arch="aarch64")
 
 
 @pytest.fixture(autouse=True)
@@ -55,18 +51,3 @@ def make(fake: Any, mac_facts: HostFacts, tmp_path: Path) -> Callable[..., tuple
         return host, inst
 
     return make
-
-
-def make_bootable(inst: Instance, fake: Any | None = None) -> Path:
-    """What the host leaves before start: the identifier, a raw disk and cidata.iso."""
-    d = Path(inst.dir)
-    identifier.ensure(d, fake.Virtualization if fake is not None else None)
-    (d / filenames.DISK).write_bytes(b"\0" * 4096)
-    (d / filenames.CIDATA_ISO).write_bytes(b"\0" * 4096)
-    return d
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

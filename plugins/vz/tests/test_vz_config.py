@@ -18,7 +18,7 @@ from lima_driver_vz.framework.configuration import realize
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing.fakevz import describe
 
-from conftest import make_bootable
+from vz_helpers import make_bootable
 
 
 def spec_of(host: Any, inst: Any, facts: HostFacts | None = None) -> config.VMSpec:

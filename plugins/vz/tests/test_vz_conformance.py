@@ -24,7 +24,7 @@ from lima_driver_vz import VZDriver, identifier
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing import fakevz
 
-from conftest import MAC
+from vz_helpers import MAC
 
 CAN_BOOT_HERE = HostFacts.current().is_macos and HostFacts.current().macos >= (13,)
 

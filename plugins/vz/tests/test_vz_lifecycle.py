@@ -20,7 +20,7 @@ from lima_core.errors import DriverError, DriverTimeout, HostUnsupported, NoDisp
 from lima_driver_vz import VZDriver, datadisks, driver, framework, running, sshforward
 from lima_driver_vz.testing import fakevz
 
-from conftest import free_port, make_bootable
+from vz_helpers import free_port, make_bootable
 
 
 def started(make: Callable, fake: Any, config: dict | None = None, **kw: Any) -> tuple[Any, Any, Any, Path]:

@@ -72,6 +72,9 @@ class WSL2Driver:
             instance.config.vm_type = NAME
         if instance.config.mount_type is None:
             instance.config.mount_type = validation.MOUNT_TYPE
+        # sshd in the distro listens on 22 (staticSSHPort): what inspect_status reports, and what the
+        # host agent must use (Lima's host agent gets it from InspectStatus before it configures).
+        instance.ssh_local_port = SSH_PORT
         self.instance = instance
 
     @hookimpl

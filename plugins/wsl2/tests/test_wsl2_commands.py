@@ -12,7 +12,7 @@ import pytest
 from lima_core.errors import DriverError
 from lima_driver_wsl2 import provision, sshaddress
 
-from conftest import FakeWSL
+from wsl2_helpers import FakeWSL
 
 NASTY = "it's $(touch pwned) `touch pwned2` \"q\" ; rm -rf x"
 

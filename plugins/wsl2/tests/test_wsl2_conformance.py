@@ -17,7 +17,7 @@ from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest, new
 from lima_core.users import guest_user
 from lima_driver_wsl2 import WSL2Driver
 
-from conftest import FakeWSL
+from wsl2_helpers import FakeWSL
 
 
 @pytest.fixture(scope="module")

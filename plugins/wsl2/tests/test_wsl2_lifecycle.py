@@ -11,7 +11,7 @@ import pytest
 from lima_core.errors import StartFailed, UnsupportedOperation
 from lima_driver_wsl2 import WSL2Driver
 
-from conftest import FakeWSL
+from wsl2_helpers import FakeWSL
 
 
 def test_first_start_imports_later_starts_do_not(make: Callable, fake_wsl: FakeWSL) -> None:

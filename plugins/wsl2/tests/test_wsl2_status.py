@@ -7,7 +7,7 @@ import pytest
 from lima_core.errors import DriverError
 from lima_driver_wsl2 import status, wsl
 
-from conftest import FakeWSL
+from wsl2_helpers import FakeWSL
 
 LISTING = ("  NAME            STATE           VERSION\r\n"
            "* Ubuntu          Stopped         2\r\n"

@@ -11,7 +11,7 @@ from lima_core.errors import DriverError, HostUnsupported, ValidationError
 from lima_core.limatype import host_arch
 from lima_driver_wsl2 import validation
 
-from conftest import FakeWSL
+from wsl2_helpers import FakeWSL
 
 OTHER_ARCH = "aarch64" if host_arch() == "x86_64" else "x86_64"
 

@@ -23,6 +23,12 @@ UTF-16LE with CRLF line ends, like the real one; a command run in a distro
 answers in UTF-8. Commands in a distro are recognised, never executed:
 SSH address discovery, ``wslpath -u``, the boot script (recorded) and the
 keep-alive ``sleep`` (blocks until the distro stops).
+
+The boot command also plays the guest's part for lima-core's fake ``ssh``
+(:mod:`lima_core.testing.fakessh`): it writes ``fakevm.running`` and
+``fakevm-root/run/lima-boot-done`` (this boot's instance id, from
+``cidata/lima.env``) into the distro's install directory, which is the
+instance directory; stopping the distro removes ``fakevm.running``.
 """
 
 from __future__ import annotations
@@ -91,6 +97,32 @@ class State:
             f.write(json.dumps(argv) + "\n")
 
 
+GUEST_RUNNING = "fakevm.running"  # lima_core.testing.fakevm's markers, read by lima_core.testing.fakessh
+GUEST_ROOT = "fakevm-root"
+
+
+def _guest_booted(distro: dict[str, Any]) -> None:
+    """What boot.sh leaves in the guest, where lima-core's fake ssh looks for it."""
+    if not distro.get("dir"):
+        return
+    inst_dir = Path(distro["dir"])
+    iid = ""
+    with contextlib.suppress(OSError):
+        for line in (inst_dir / "cidata" / "lima.env").read_text().splitlines():
+            if line.startswith("LIMA_CIDATA_IID="):
+                iid = line.split("=", 1)[1].strip("'\"")
+    run = inst_dir / GUEST_ROOT / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    for name in ("lima-ssh-ready", "lima-boot-done"):
+        (run / name).write_text(iid + "\n")
+    (inst_dir / GUEST_RUNNING).write_text(f"{os.getpid()}\n")
+
+
+def _guest_stopped(distro: dict[str, Any]) -> None:
+    if distro.get("dir"):
+        (Path(distro["dir"]) / GUEST_RUNNING).unlink(missing_ok=True)
+
+
 def _find(data: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((d for d in data["distros"] if d["name"] == name), None)
 
@@ -155,7 +187,13 @@ def in_distro(state: State, name: str, command: list[str]) -> int:
                     return 0
             time.sleep(0.1)
     if command[:2] == ["bash", "-c"] and len(command) == 3 and command[2].startswith("/"):
-        return _guest("fake boot\n", int(behaviour.get("boot_exit", 0)))
+        code = int(behaviour.get("boot_exit", 0))
+        if code == 0:
+            with state.locked() as data:
+                distro = _find(data, name)
+                if distro is not None and distro["state"] == "Running":
+                    _guest_booted(distro)
+        return _guest("fake boot\n", code)
     return _guest(f"fake wsl.exe: no answer for {command!r}\n", 127)
 
 
@@ -191,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             if distro is None:
                 return _say(NOT_FOUND, -1)
             distro["state"] = "Stopped"
+            _guest_stopped(distro)
         return _say(OK)
     if argv[:1] == ["--unregister"] and len(argv) == 2:
         with state.locked() as data:
@@ -198,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             if distro is None:
                 return _say(NOT_FOUND, -1)
             data["distros"].remove(distro)
+            _guest_stopped(distro)
             if distro.get("dir"):
                 (Path(distro["dir"]) / "ext4.vhdx").unlink(missing_ok=True)
             if data.get("default") == argv[1]:

@@ -1,0 +1,38 @@
+"""Helpers shared by the wsl2 tests (a module with a unique name: every plugin has a conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class FakeWSL:
+    """The fake wsl.exe selected for this test, and its state folder."""
+
+    def __init__(self, exe: Path, state: Path) -> None:
+        self.exe = exe
+        self.state = state
+
+    def behave(self, **behaviour: Any) -> None:
+        (self.state / "behaviour.json").write_text(json.dumps(behaviour))
+
+    def distros(self, distros: list[dict[str, Any]], default: str | None = None) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "distros.json").write_text(json.dumps({"default": default, "distros": distros}))
+
+    def listed(self) -> dict[str, Any]:
+        return json.loads((self.state / "distros.json").read_text())
+
+    def wait_for_keep_alive(self, timeout: float = 20) -> None:
+        """Until the driver's keep-alive command has reached the fake (wsl.exe takes a moment to start)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not any(c[-1:] == ["nohup sleep 2147483647d >/dev/null 2>&1"] for c in self.calls()):
+            assert time.monotonic() < deadline, "the keep-alive command never ran"
+            time.sleep(0.05)
+
+    def calls(self) -> list[list[str]]:
+        path = self.state / "calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
