@@ -46,8 +46,18 @@ def load_template(locator: str, *, name: str | None, vm_type: str | None, sets: 
     return instance_name, data, tmpl.locator, text
 
 
+class _NoProgress:
+    def stop(self) -> None:
+        return None
+
+
 def download_progress() -> tuple[Any, Any]:
-    """(callback, progress) rendering a rich progress bar on stderr while a file is fetched."""
+    """(callback, stopper) rendering a rich progress bar on stderr while a file is fetched.
+
+    Without a terminal there is no bar (the "Fetching" lines remain).
+    """
+    if not sys.stderr.isatty():
+        return None, _NoProgress()
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 

@@ -131,8 +131,9 @@ def _tcg(features: Features, exe: str, source: str, reason: str = "") -> Choice:
 
 def _fallback(features: Features, exe: str, reason: str) -> Choice:
     choice = _tcg(features, exe, "fallback", reason)
-    message = (f"{reason}; falling back to TCG, which is much slower (set {ACCEL_ENV}=kvm to insist, "
-               f"or {ACCEL_ENV}=tcg to skip this check)")
+    short = reason if len(reason) <= 140 else reason[:137].rstrip() + "..."
+    message = (f"{short}; using TCG, which is much slower ({ACCEL_ENV}=kvm insists on KVM, "
+               f"{ACCEL_ENV}=tcg skips this check)")
     with _lock:
         first = message not in _warned
         _warned.add(message)
