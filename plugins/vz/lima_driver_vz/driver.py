@@ -29,8 +29,7 @@ from typing import Any
 import psutil
 
 from lima_core import hookimpl, pidfile
-from lima_core.errors import (ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay,
-                              StartFailed)
+from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay
 from lima_core.limatype import DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
 

@@ -17,7 +17,7 @@ import pytest
 
 from lima_core import pidfile
 from lima_core.errors import DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
-from lima_driver_vz import VZDriver, datadisks, driver, framework, running, sshforward
+from lima_driver_vz import VZDriver, datadisks, driver, framework, sshforward
 from lima_driver_vz.testing import fakevz
 
 from vz_helpers import free_port, make_bootable
@@ -285,9 +285,9 @@ def test_framework_selection(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DriverError, match="does not name a function returning vz bindings"):
         framework.load()
     monkeypatch.delenv(framework.FRAMEWORK_ENV)
-    try:
-        import Virtualization  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("Virtualization") is None:
         with pytest.raises(HostUnsupported, match="vz needs the pyobjc module Virtualization"):
             framework.load()
 

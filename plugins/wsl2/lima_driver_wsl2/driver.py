@@ -112,10 +112,10 @@ class WSL2Driver:
         except LimaError:
             script.unlink(missing_ok=True)
             raise
-        boot = wsl.popen(["-d", distro, "bash", "-c", linux_path])
+        boot = wsl.popen(wsl.distro_command(distro, "bash", linux_path))
         threading.Thread(target=self._follow_boot, args=(boot, script, handle), name=f"wsl2-boot-{inst.name}",
                          daemon=True).start()
-        keep_alive = wsl.popen(["-d", distro, *provision.KEEP_ALIVE])
+        keep_alive = wsl.popen(wsl.distro_command(distro, *provision.KEEP_ALIVE))
         self._children = [boot, keep_alive]
         threading.Thread(target=self._follow_keep_alive, args=(keep_alive, inst.name, handle),
                          name=f"wsl2-keepalive-{inst.name}", daemon=True).start()
@@ -146,24 +146,28 @@ class WSL2Driver:
         handle.close()
 
     def _terminate_if_running(self, instance_name: str) -> None:
-        self._stopping.set()
+        """The host went away without stop (Lima: the start context ended): stop a running distro."""
         with contextlib.suppress(LimaError):
-            if status.get(instance_name) == STATUS_RUNNING:
-                wsl.terminate(wsl.distro_name(instance_name))
+            self._end(instance_name, only_if_running=True)
 
-    @hookimpl
-    def stop(self) -> None:
-        log.info("shutting down the WSL2 distro %s", self.distro)
+    def _end(self, instance_name: str, only_if_running: bool = False) -> None:
         self._stopping.set()
-        wsl.terminate(self.distro)
+        distro = wsl.distro_name(instance_name)
+        if not only_if_running or status.get(instance_name) == STATUS_RUNNING:
+            wsl.terminate(distro)
         # A wsl.exe of ours that had not reached the distro yet would start it again: end them, then
         # make sure the distro stayed stopped.
         late = [p for p in self._children if p.poll() is None]
         for proc in late:
             with contextlib.suppress(OSError):
                 proc.kill()
-        if late and status.get(self._configured().name) == STATUS_RUNNING:
-            wsl.terminate(self.distro)
+        if late and status.get(instance_name) == STATUS_RUNNING:
+            wsl.terminate(distro)
+
+    @hookimpl
+    def stop(self) -> None:
+        log.info("shutting down the WSL2 distro %s", self.distro)
+        self._end(self._configured().name)
 
     @hookimpl
     def delete(self) -> None:

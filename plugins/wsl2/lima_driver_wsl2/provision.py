@@ -8,6 +8,8 @@
   find cidata through ``wslpath``, exec its ``boot.sh``. Paths are quoted for
   the shell, so an instance directory with quotes or ``$( )`` stays a path.
 - :func:`to_linux_path`: ``wslpath -u`` with the Windows path as an argument.
+  The boot script then runs as ``bash <path>`` (Lima: ``bash -c <path>``, which
+  breaks on a temporary directory with a space in it).
 - :data:`KEEP_ALIVE`: the command that keeps WSL from stopping an idle distro.
 """
 

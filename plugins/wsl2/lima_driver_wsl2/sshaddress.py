@@ -5,8 +5,8 @@
 3. ``hostname -i``, unless it answers a loopback address (some distributions
    map their host name to 127.0.1.1).
 
-Each is a fixed argument list; only the distro name varies, and it is passed
-as its own argument. An answer that is not an IP address counts as a failure
+Each is a fixed argument list run with ``wsl.exe -d <distro> --exec``; only the
+distro name varies, and it is its own argument. An answer that is not an IP address counts as a failure
 (Lima would take any text from a command that succeeded).
 """
 

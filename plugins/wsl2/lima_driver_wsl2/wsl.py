@@ -2,7 +2,8 @@
 
 Which: ``$LIMA_WSL_EXE`` when set (a path, or a name looked up on PATH),
 otherwise ``wsl.exe`` on PATH. Every command is an argument list; names and
-paths are passed as separate arguments, never spliced into a shell string.
+paths are passed as separate arguments, never spliced into a shell string;
+commands in a distro go through ``--exec`` so they stay argument lists there too.
 
 Decoding: ``wsl.exe``'s own messages (``--list``, ``--import``, errors) are
 UTF-16LE, as Lima reads them; output is taken as UTF-8 instead only when it
@@ -124,6 +125,16 @@ def unregister(distro: str) -> None:
     _checked(["--unregister", distro], f"unregister {distro}")
 
 
+def distro_command(distro: str, *command: str) -> list[str]:
+    """wsl.exe's arguments to run *command* in *distro* as an argument list.
+
+    ``--exec`` makes WSL run the program directly. Without it (Lima's way)
+    wsl.exe joins the arguments back into one line for the distro's login
+    shell, which would expand ``$1`` and eat backslashes in Windows paths.
+    """
+    return ["-d", distro, "--exec", *command]
+
+
 def in_distro(distro: str, *command: str, timeout: float = COMMAND_TIMEOUT) -> Result:
     """Run *command* (an argument list) inside *distro*; its output is the guest's, UTF-8."""
-    return run(["-d", distro, *command], utf16=False, timeout=timeout)
+    return run(distro_command(distro, *command), utf16=False, timeout=timeout)

@@ -25,15 +25,15 @@ def test_lifecycle_commands_with_a_hostile_lima_home(make: Callable, fake_wsl: F
     handle = host.start()
     fake_wsl.wait_for_keep_alive()
     host.stop()
-    handle.next(timeout=10)
+    handle.next(timeout=30)
     host.delete()
     calls = [c for c in fake_wsl.calls() if c != ["--list", "--verbose"]]
     boot_script = calls[2][-1]
-    keep_alive = ["-d", "lima-dev", "bash", "-c", "nohup sleep 2147483647d >/dev/null 2>&1"]
+    keep_alive = ["-d", "lima-dev", "--exec", "bash", "-c", "nohup sleep 2147483647d >/dev/null 2>&1"]
     assert calls[:3] == [["--import", "lima-dev", d, f"{d}/basedisk"], ["--distribution", "lima-dev"],
-                         ["-d", "lima-dev", "bash", "-c", 'wslpath -u "$1"', "wslpath", boot_script]]
+                         ["-d", "lima-dev", "--exec", "bash", "-c", 'wslpath -u "$1"', "wslpath", boot_script]]
     # boot and keep-alive run side by side: either may be recorded first
-    assert sorted(calls[3:5]) == sorted([["-d", "lima-dev", "bash", "-c", boot_script], keep_alive])
+    assert sorted(calls[3:5]) == sorted([["-d", "lima-dev", "--exec", "bash", boot_script], keep_alive])
     assert calls[5:] == [["--terminate", "lima-dev"], ["--unregister", "lima-dev"]]
     assert not list(Path.cwd().glob("pwned*")) and not list(tmp_path.glob("pwned*"))
 
@@ -52,7 +52,7 @@ def test_the_boot_script_quotes_the_cidata_path(tmp_path: Path) -> None:
 def test_wslpath_gets_the_path_as_an_argument(fake_wsl: FakeWSL) -> None:
     fake_wsl.distros([{"name": "lima-x", "state": "Running", "version": 2}])
     assert provision.to_linux_path("lima-x", "C:\\Users\\it's me\\t.sh") == "C:/Users/it's me/t.sh"
-    assert fake_wsl.calls()[-1] == ["-d", "lima-x", "bash", "-c", 'wslpath -u "$1"', "wslpath",
+    assert fake_wsl.calls()[-1] == ["-d", "lima-x", "--exec", "bash", "-c", 'wslpath -u "$1"', "wslpath",
                                     "C:\\Users\\it's me\\t.sh"]
 
 
@@ -64,7 +64,7 @@ def running(fake_wsl: FakeWSL) -> None:
 
 
 def probes(fake_wsl: FakeWSL) -> list[list[str]]:
-    return [c[2:] for c in fake_wsl.calls() if c[:2] == ["-d", "lima-x"]]
+    return [c[3:] for c in fake_wsl.calls() if c[:3] == ["-d", "lima-x", "--exec"]]
 
 
 def test_hostname_I_first(fake_wsl: FakeWSL) -> None:

@@ -21,7 +21,7 @@ def test_first_start_imports_later_starts_do_not(make: Callable, fake_wsl: FakeW
         handle = host.start()
         assert host.inspect_status(inst.copy()) == "Running"
         host.stop()
-        event = handle.next(timeout=10)
+        event = handle.next(timeout=30)
         assert event is not None and event.ended and event.error is None
     imports = [c for c in fake_wsl.calls() if c[0] == "--import"]
     assert len(imports) == 1
@@ -46,7 +46,7 @@ def test_a_failing_boot_is_reported(make: Callable, fake_wsl: FakeWSL) -> None:
     host, inst = make()
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
-    event = handle.next(timeout=10)
+    event = handle.next(timeout=30)
     assert event is not None and "exit status 3" in event.error and "/var/log/lima-init.log" in event.error
     host.stop()
 
@@ -57,7 +57,7 @@ def test_stopping_from_outside_ends_the_start_stream(make: Callable, fake_wsl: F
     handle = host.start()
     fake_wsl.wait_for_keep_alive()
     subprocess.run([str(fake_wsl.exe), "--terminate", "lima-inst"], check=True, capture_output=True)
-    event = handle.next(timeout=10)
+    event = handle.next(timeout=30)
     assert event is not None and event.ended and event.error is None
 
 
@@ -66,7 +66,7 @@ def test_cancel_terminates_the_distro(make: Callable, fake_wsl: FakeWSL) -> None
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
     handle.cancel()
-    assert handle.next(timeout=10).ended
+    assert handle.next(timeout=30).ended
     assert host.inspect_status(inst.copy()) == "Stopped"
 
 
@@ -74,9 +74,10 @@ def test_stop_works_from_another_driver_object(make: Callable, fake_wsl: FakeWSL
     host, inst = make()
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
+    fake_wsl.wait_for_keep_alive()  # a wsl.exe still on its way would start the distro again
     other, _ = make(name="inst")  # same instance, a fresh driver (another process would be the same)
     other.stop()
-    assert handle.next(timeout=10).ended
+    assert handle.next(timeout=30).ended
 
 
 def test_delete_unregisters_a_registered_distro(make: Callable, fake_wsl: FakeWSL) -> None:
@@ -84,7 +85,7 @@ def test_delete_unregisters_a_registered_distro(make: Callable, fake_wsl: FakeWS
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
     host.stop()
-    handle.next(timeout=10)
+    handle.next(timeout=30)
     host.delete()
     assert [d["name"] for d in fake_wsl.listed()["distros"]] == ["Ubuntu"]
     host.delete()  # not registered any more: nothing to do

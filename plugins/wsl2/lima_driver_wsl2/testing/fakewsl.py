@@ -18,10 +18,11 @@ it keeps its state in ``$FAKE_WSL_STATE`` (a folder):
 
 Implemented: ``--import NAME DIR TARFILE [--version 2]``, ``--list --verbose``
 (``-l -v``), ``--distribution NAME`` / ``-d NAME [command ...]``,
-``--terminate NAME``, ``--unregister NAME``. wsl.exe's own messages are
+``--terminate NAME``, ``--unregister NAME``; commands in a distro must come
+with ``--exec`` (``-e``), as the driver always passes it. wsl.exe's own messages are
 UTF-16LE with CRLF line ends, like the real one; a command run in a distro
 answers in UTF-8. Commands in a distro are recognised, never executed:
-SSH address discovery, ``wslpath -u``, the boot script (recorded) and the
+SSH address discovery, ``wslpath -u``, the boot script (``bash <path>``) and the
 keep-alive ``sleep`` (blocks until the distro stops).
 
 The boot command also plays the guest's part for lima-core's fake ``ssh``
@@ -186,7 +187,7 @@ def in_distro(state: State, name: str, command: list[str]) -> int:
                 if distro is None or distro["state"] != "Running":
                     return 0
             time.sleep(0.1)
-    if command[:2] == ["bash", "-c"] and len(command) == 3 and command[2].startswith("/"):
+    if command[:1] == ["bash"] and len(command) == 2 and command[1].startswith("/"):
         code = int(behaviour.get("boot_exit", 0))
         if code == 0:
             with state.locked() as data:
@@ -244,7 +245,13 @@ def main(argv: list[str] | None = None) -> int:
                 data["default"] = data["distros"][0]["name"] if data["distros"] else None
         return _say("Unregistering.\r\n" + OK)
     if argv[:1] in (["-d"], ["--distribution"]) and len(argv) >= 2:
-        return in_distro(state, argv[1], argv[2:])
+        command = argv[2:]
+        if command[:1] in (["--exec"], ["-e"]):
+            command = command[1:]
+        elif command:
+            return _say("fake wsl.exe: a command without --exec would go through the login shell; "
+                        "lima-driver-wsl2 always passes --exec\r\n", -1)
+        return in_distro(state, argv[1], command)
     return _say(f"Invalid command line argument: {' '.join(argv)}\r\nError code: Wsl/E_INVALIDARG\r\n", -1)
 
 
