@@ -4,10 +4,14 @@ A pid file holds the number alone, as Lima writes it, so Lima and lima-core
 can share an instance directory. When lima-core writes one it also records
 the process's start time beside it (``<file>.identity``); a later reader
 accepts the pid only if the live process with that number started at that
-time. A pid file without that record (written by Lima, or by qemu itself) is
-accepted only if the process's command line names what we expect
-(``lima-driver-qemu``, ``qemu-system``); otherwise it is left alone and the
-reason is given.
+time, and only in the file it was written for (an instance directory copied
+while running must not lead to the original's processes). A pid file without
+that record (written by Lima, or by qemu itself) is accepted only if the
+process's command line names what we expect (``lima-driver-qemu``,
+``qemu-system``) and, when the caller gives one, the directory the process
+serves (the instance directory: a Lima-written ``qemu.pid`` whose number now
+belongs to another instance's qemu is not ours). Otherwise it is left alone
+and the reason is given.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def identity_path(path: Path) -> Path:
 
 def write(path: Path, pid: int) -> None:
     """Write *pid* (the number alone) and record the process's identity beside it."""
-    record = {"pid": pid}
+    record: dict[str, object] = {"pid": pid, "file": str(path.absolute())}
     try:
         proc = psutil.Process(pid)
         record.update(createTime=proc.create_time(), cmdline=proc.cmdline())
@@ -65,11 +69,14 @@ def remove(path: Path) -> None:
             pass
 
 
-def read(path: Path, expect: str | None = None, *, prune: bool = True) -> PidStatus:
+def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Path | None = None) -> PidStatus:
     """The process *path* names, if it is alive and is the one we mean.
 
     :param expect: a substring the command line must contain when no
         identity record exists (e.g. ``"qemu-system"``).
+    :param owner: a directory the command line must name (as an argument or
+        an option value, e.g. ``--inst-dir DIR`` or ``-pidfile DIR/qemu.pid``)
+        when no identity record exists.
     :param prune: remove the file when its process is gone.
     """
     try:
@@ -101,16 +108,44 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True) -> PidSta
         return PidStatus(pid=pid, reason=f"process {pid} from {path.name} belongs to another user")
     record = _read_identity(path)
     if record is not None and record.get("pid") == pid and "createTime" in record:
+        written_for = record.get("file")
+        if isinstance(written_for, str) and not _same_path(written_for, path):
+            return PidStatus(pid=pid, reason=f"{path} was copied from {written_for}: process {pid} belongs "
+                                             "there; left it alone")
         if abs(float(record["createTime"]) - created) <= _START_TIME_SLACK:
             return PidStatus(pid=pid, process=proc)
         if prune:
             remove(path)
         return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not the one lima started "
                                          "(the number was reused); left it alone")
-    if expect is None or any(expect in part for part in cmdline):
-        return PidStatus(pid=pid, process=proc)
-    return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not {expect} "
-                                     f"(it is {' '.join(cmdline)[:80] or 'unknown'}); left it alone")
+    what = " ".join(cmdline)[:80] or "unknown"
+    if expect is not None and not any(expect in part for part in cmdline):
+        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not {expect} "
+                                         f"(it is {what}); left it alone")
+    if owner is not None and not names_dir(cmdline, owner):
+        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} does not serve {owner} "
+                                         f"(it is {what}); left it alone")
+    return PidStatus(pid=pid, process=proc)
+
+
+def names_dir(cmdline: list[str], directory: Path) -> bool:
+    """True if an argument of *cmdline* is *directory* or a path inside it, alone or as an option value."""
+    forms = {str(directory), os.path.realpath(directory)}
+    for part in cmdline:
+        for d in forms:
+            start = part.find(d)
+            while start != -1:
+                end = start + len(d)
+                before = part[start - 1] if start else ""
+                after = part[end] if end < len(part) else ""
+                if before in ("", "=", ",") and after in ("", "/", ","):
+                    return True
+                start = part.find(d, start + 1)
+    return False
+
+
+def _same_path(a: str, b: Path) -> bool:
+    return a == str(b.absolute()) or os.path.realpath(a) == os.path.realpath(b)
 
 
 def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:

@@ -118,11 +118,14 @@ def ssh_port_from_config(inst_dir: Path) -> int:
 
 
 def host_agent(inst_dir: Path) -> pidfile.PidStatus:
-    return pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE)
+    """The instance's host agent. A pid file without identity record (Lima's) is accepted only for a
+    process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``)."""
+    return pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
 
 
 def vm_process(inst_dir: Path, vm_type: str) -> pidfile.PidStatus:
-    return pidfile.read(inst_dir / filenames.pid_file(vm_type), expect=vm_type)
+    """The instance's VM process (``<vmType>.pid``); never another instance's (see :func:`host_agent`)."""
+    return pidfile.read(inst_dir / filenames.pid_file(vm_type), expect=vm_type, owner=inst_dir)
 
 
 def inspect(name: str, *, driver_status: bool = True) -> Instance:

@@ -118,7 +118,7 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
     notes: list[str] = []
     for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
         name = pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)]
-        status = pidfile.read(pid_path, expect=f"lima-driver-{name}")
+        status = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir)
         if status.process is not None:
             terminate(status.process, force=force, timeout=timeout)
         elif status.reason:

@@ -43,3 +43,42 @@ def test_garbage_and_missing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pid"
     bad.write_text("hello")
     assert "does not hold a process id" in pidfile.read(bad).reason
+
+
+def test_lima_written_file_must_name_the_owner_dir(tmp_path: Path) -> None:
+    mine, other = tmp_path / "a", tmp_path / "ab"
+    proc = subprocess.Popen(["sleep", "30", f"--inst-dir={other}"])  # another instance's driver, as it looks
+    try:
+        path = tmp_path / "x.pid"
+        path.write_text(str(proc.pid))
+        status = pidfile.read(path, expect="sleep", owner=mine)
+        assert not status.alive and f"does not serve {mine}" in status.reason
+        assert pidfile.read(path, expect="sleep", owner=other).alive
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_names_dir_matches_whole_path_components() -> None:
+    d = Path("/h/a")
+    assert pidfile.names_dir(["qemu", "-pidfile", "/h/a/qemu.pid"], d)
+    assert pidfile.names_dir(["q", "-drive", "file=/h/a/disk,if=virtio"], d)
+    assert pidfile.names_dir(["drv", "--inst-dir", "/h/a"], d)
+    assert not pidfile.names_dir(["drv", "--inst-dir", "/h/ab"], d)
+    assert not pidfile.names_dir(["drv", "/x/h/a"], d)
+
+
+def test_copied_identity_is_not_ours(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        pidfile.write(tmp_path / "a" / "ha.pid", proc.pid)
+        for name in ("ha.pid", "ha.pid.identity"):  # `cp -r a b` while a runs
+            (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+        status = pidfile.read(tmp_path / "b" / "ha.pid")
+        assert not status.alive and "was copied from" in status.reason
+        assert pidfile.read(tmp_path / "a" / "ha.pid").alive
+    finally:
+        proc.kill()
+        proc.wait()
