@@ -10,9 +10,11 @@ from typing import Any
 import typer
 
 from ..errors import LimaError
+from . import drivers_new
 from ._common import choice, info, new_app
 
-app = new_app("Inspect and build VM drivers.")
+app = new_app("Inspect, build and write VM drivers.")
+app.command("new")(drivers_new.new)
 
 
 def _availability(entry: Any) -> str:

@@ -11,8 +11,12 @@ suite checks the contract written in :mod:`lima_core.hookspecs`:
 - every hook either answers or raises a typed :class:`LimaError`;
 - a capability is either implemented or reports UnsupportedOperation;
 - read-only calls (``info``, ``forward_guest_agent``) are safe concurrently;
+- ``inspect_status`` answers on an instance this driver object never configured;
 - when the driver can boot here, the start stream says "started", carries
   errors, and ends after ``stop``.
+
+Driver authors need not subclass anything: ``pytest --lima-driver NAME`` runs
+this suite against any installed driver (see :mod:`lima_core.testing.plugin`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +33,12 @@ from typing import Any
 import pytest
 
 from .. import hookspecs
-from ..errors import LimaError, UnsupportedOperation
+from ..errors import ConfigError, HostUnsupported, LimaError, StartFailed, UnsupportedOperation
 from ..host import DriverHost
 from ..limatype import Info, Instance, LimaYAML, host_arch
+
+#: Errors by which a driver declines to boot an instance (a crash is a plain DriverError).
+REFUSALS: tuple[type[LimaError], ...] = (ConfigError, HostUnsupported, StartFailed, UnsupportedOperation)
 
 BOOT_SCRIPT_KEY = re.compile(r"^(boot\.[A-Za-z0-9]+/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -48,6 +56,8 @@ class DriverUnderTest:
     boot_config: dict[str, Any] | None = None
     #: prepares the instance dir before start (e.g. writes cidata), if the driver needs it
     prepare_boot: Callable[[DriverHost, Instance], None] | None = None
+    #: True when boot_config is only a guess: a typed refusal to boot skips the start check
+    boot_optional: bool = False
 
 
 def new_instance(directory: Path, vm_type: str, config: dict[str, Any] | None = None) -> Instance:
@@ -67,6 +77,22 @@ def capability_report(host: DriverHost) -> dict[str, str]:
         by_cap.setdefault(hookspecs.CAPABILITIES[hook], []).append(host.implements(hook))
     return {cap: "implemented" if all(v) else "partial" if any(v) else "not implemented"
             for cap, v in by_cap.items()}
+
+
+def capability_hooks(host: DriverHost) -> dict[str, tuple[list[str], list[str]]]:
+    """capability -> (hooks implemented, hooks missing), in hookspec order."""
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for hook in hookspecs.HOOKS:
+        have, missing = out.setdefault(hookspecs.CAPABILITIES[hook], ([], []))
+        (have if host.implements(hook) else missing).append(hook)
+    return out
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1, as the host agent picks one for SSH."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def call_outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
@@ -159,18 +185,35 @@ class ConformanceSuite:
         assert all(i == infos[0] for i in infos)
         assert all(f == forwards[0] for f in forwards)
 
+    def test_inspect_status_without_configure(self, dut: DriverUnderTest, tmp_path: Path) -> None:
+        inst = new_instance(tmp_path / "listed", dut.name)
+        host = dut.make(Path(inst.dir))
+        try:
+            status = host.inspect_status(inst)
+        except LimaError as exc:
+            pytest.fail(f"inspect_status on an instance the driver never configured raised "
+                        f"{type(exc).__name__}: {exc.message}")
+        assert isinstance(status, str)
+
     def test_start_stream(self, dut: DriverUnderTest, tmp_path: Path) -> None:
         if dut.boot_config is None:
             pytest.skip(f"driver {dut.name} cannot boot on this host")
         inst = new_instance(tmp_path / "boot", dut.name, dut.boot_config)
+        inst.ssh_local_port = free_port()  # as the host agent does before configure
         host = dut.make(Path(inst.dir))
-        host.configure(inst)
-        host.validate()
-        host.create()
-        host.create_disk()
-        if dut.prepare_boot:
-            dut.prepare_boot(host, inst)
-        handle = host.start()
+        try:
+            host.configure(inst)
+            host.validate()
+            host.create()
+            host.create_disk()
+            if dut.prepare_boot:
+                dut.prepare_boot(host, inst)
+            handle = host.start()
+        except REFUSALS as exc:
+            if not dut.boot_optional:
+                raise
+            pytest.skip(f"driver {dut.name} did not boot this instance ({type(exc).__name__}: {exc.message}); "
+                        "give it a template it can boot (--lima-driver-template)")
         try:
             early = handle.next(timeout=0.5)
             assert early is None or not early.ended, f"the VM ended right after start: {early}"
