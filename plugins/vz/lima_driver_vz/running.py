@@ -68,7 +68,7 @@ def claim_pid_file(instance_dir: Path) -> None:
     if status.process is not None and status.pid != os.getpid():
         raise StartFailed(f"the VM of {instance_dir.name} already runs in process {status.pid} ({path}); "
                           "stop it first")
-    if status.reason:
+    if status.reason and path.exists():  # a live process we may not touch (a reused pid was pruned)
         raise StartFailed(f"{path} exists and {status.reason}")
     pidfile.remove(path)
 

@@ -209,15 +209,17 @@ def test_tcp_fallback_and_the_decision_sticks() -> None:
 
 
 def test_run_gui_shows_the_window_until_the_vm_stops(make: Callable, fake: Any) -> None:
-    fake.world.stops_after = 0.6
     host, *_ = started(make, fake, {"video": {"display": "vz"}})
     assert host.info().features.can_run_gui
     shots: list[Any] = []
 
     def shoot() -> None:
-        time.sleep(0.2)
+        deadline = time.monotonic() + 30
+        while not fake.world.calls and time.monotonic() < deadline:  # until the window is shown
+            time.sleep(0.02)
         shots.append(host.capture_screenshot(format="png"))
         shots.append(host.capture_screenshot(format="bmp"))
+        host.stop()  # the guest powers off: run_gui returns
 
     t = threading.Thread(target=shoot)
     t.start()

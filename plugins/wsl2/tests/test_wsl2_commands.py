@@ -23,7 +23,7 @@ def test_lifecycle_commands_with_a_hostile_lima_home(make: Callable, fake_wsl: F
     d = inst.dir
     (Path(d) / "image").write_bytes(b"tar")
     handle = host.start()
-    fake_wsl.wait_for_keep_alive()
+    fake_wsl.wait_for_keep_alive("lima-dev", d)
     host.stop()
     handle.next(timeout=30)
     host.delete()

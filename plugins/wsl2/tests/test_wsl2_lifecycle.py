@@ -55,7 +55,7 @@ def test_stopping_from_outside_ends_the_start_stream(make: Callable, fake_wsl: F
     host, inst = make()
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
-    fake_wsl.wait_for_keep_alive()
+    fake_wsl.wait_for_keep_alive(instance_dir=inst.dir)
     subprocess.run([str(fake_wsl.exe), "--terminate", "lima-inst"], check=True, capture_output=True)
     event = handle.next(timeout=30)
     assert event is not None and event.ended and event.error is None
@@ -74,7 +74,7 @@ def test_stop_works_from_another_driver_object(make: Callable, fake_wsl: FakeWSL
     host, inst = make()
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
-    fake_wsl.wait_for_keep_alive()  # a wsl.exe still on its way would start the distro again
+    fake_wsl.wait_for_keep_alive(instance_dir=inst.dir)
     other, _ = make(name="inst")  # same instance, a fresh driver (another process would be the same)
     other.stop()
     assert handle.next(timeout=30).ended

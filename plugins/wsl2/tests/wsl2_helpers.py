@@ -24,13 +24,18 @@ class FakeWSL:
     def listed(self) -> dict[str, Any]:
         return json.loads((self.state / "distros.json").read_text())
 
-    def wait_for_keep_alive(self, timeout: float = 20) -> None:
-        """Until the driver's keep-alive command has reached the fake (wsl.exe takes a moment to start)."""
+    def wait_for_keep_alive(self, distro: str = "lima-inst", instance_dir: str | None = None,
+                            timeout: float = 30) -> None:
+        """Until the driver's keep-alive (and, given the instance dir, boot) commands have reached the
+        distro: a wsl.exe still on its way would start the distro again after a terminate."""
         import time
 
         deadline = time.monotonic() + timeout
-        while not any(c[-1:] == ["nohup sleep 2147483647d >/dev/null 2>&1"] for c in self.calls()):
-            assert time.monotonic() < deadline, "the keep-alive command never ran"
+        markers = [self.state / f"keep-alive.{distro}"]
+        if instance_dir is not None:
+            markers.append(Path(instance_dir) / "fakevm.running")
+        while not all(m.exists() for m in markers):
+            assert time.monotonic() < deadline, f"the guest commands never ran: {self.calls()}"
             time.sleep(0.05)
 
     def calls(self) -> list[list[str]]:

@@ -14,7 +14,8 @@ it keeps its state in ``$FAKE_WSL_STATE`` (a folder):
   busybox hostname), ``hostname_i`` (what ``hostname -i`` prints), ``boot_exit``
   (exit status of the boot command), ``fail`` (option -> message: that
   command fails);
-- ``calls.jsonl``: one JSON argument list per invocation.
+- ``calls.jsonl``: one JSON argument list per invocation;
+- ``keep-alive.<distro>``: written once a keep-alive command holds the distro running.
 
 Implemented: ``--import NAME DIR TARFILE [--version 2]``, ``--list --verbose``
 (``-l -v``), ``--distribution NAME`` / ``-d NAME [command ...]``,
@@ -181,6 +182,7 @@ def in_distro(state: State, name: str, command: list[str]) -> int:
         return _guest(command[4].replace("\\", "/") + "\n")
     if command == ["bash", "-c", KEEP_ALIVE]:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        (state.folder / f"keep-alive.{name}").write_text(f"{os.getpid()}\n")  # tests wait for this
         while True:
             with state.locked() as data:
                 distro = _find(data, name)
