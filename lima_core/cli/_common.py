@@ -39,6 +39,18 @@ def setup_logging(debug: bool) -> None:
 class LimaGroup(TyperGroup):
     """The error edge: a LimaError becomes one line on stderr and exit code 1."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        _plain_coercion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        # The command's --help option is made on first use, from the context's help option
+        # names; the command's own context inherits ours unless it sets its own.
+        if cmd is not None and "help_option_names" not in (cmd.context_settings or {}):
+            _plain_coercion(cmd.get_params(ctx))
+        return name, cmd, rest
+
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -51,6 +63,69 @@ class LimaGroup(TyperGroup):
             typer.echo("lima: interrupted; the instance is left as it was at that moment "
                        "(`lima list` shows its state)", err=True)
             raise typer.Exit(130) from None
+
+
+# -- parameter coercion without pydantic ---------------------------------------------------------
+#
+# typer (0.2x) converts every parameter value through a pydantic TypeAdapter, built when
+# the command runs: importing pydantic and building the schema costs more than importing
+# typer itself, on every command. Our parameters are plain strings, lists of strings and
+# flags, which need no validation; for exactly those, the command's parameters get a
+# converter of their own before parsing. Anything else (numbers, paths) keeps typer's. On a
+# typer without this machinery nothing changes.
+
+try:
+    from typer._coercion import RuntimeParam as _RuntimeParam
+except ImportError:  # another typer: it converts as it always did
+    _RuntimeParam = None
+
+
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off", ""}
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _as_str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise typer.BadParameter(f"{value!r} is not a valid boolean")
+
+
+if _RuntimeParam is not None:
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class _PlainParam(_RuntimeParam):  # type: ignore[misc, valid-type]
+        many: bool = False
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            convert = _as_bool if self.annotation is bool else _as_str
+            if self.many:
+                return [convert(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            return convert(value)
+
+
+def _plain_coercion(params: list[Any]) -> None:
+    if _RuntimeParam is None:
+        return
+    for param in params:
+        desc = getattr(param, "type_descriptor", None)
+        if desc is None or getattr(param, "_runtime_param", False) is not None:
+            continue
+        info = desc.parameter_info
+        if info.parser is not None or desc.file_annotation is not None:
+            continue
+        if desc.annotation in (str, bool):
+            param._runtime_param = _PlainParam(parameter_info=info, annotation=desc.annotation)
+        elif desc.annotation == list[str]:
+            param._runtime_param = _PlainParam(parameter_info=info, annotation=list[str], many=True)
 
 
 def new_app(help_text: str, **kwargs: Any) -> typer.Typer:
