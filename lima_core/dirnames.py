@@ -26,6 +26,16 @@ def instance_dir(name: str) -> Path:
     return lima_home() / name
 
 
+def instance_names() -> list[str]:
+    """The instance directories in LIMA_HOME, sorted (names starting with ``_`` or ``.`` are not instances)."""
+    home = lima_home()
+    try:
+        entries = sorted(os.listdir(home))
+    except FileNotFoundError:
+        return []
+    return [n for n in entries if not n.startswith(("_", ".")) and (home / n).is_dir()]
+
+
 def cache_dir() -> Path:
     """Lima's cache: ~/Library/Caches/lima, $XDG_CACHE_HOME/lima, %LocalAppData%\\lima."""
     if sys.platform == "darwin":

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import dirnames, filenames, limayaml, pidfile
 from ._version import LIMA_COMPAT_VERSION
+from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
 from .errors import ConfigError, InstanceNotFound, InvalidName, LimaError
 from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
 
@@ -52,15 +53,6 @@ def validate_name(name: str) -> None:
         raise InvalidName(f"instance name {name!r} is too long for LIMA_HOME {dirnames.lima_home()}: its sockets "
                           f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; use a shorter name "
                           "or a shorter LIMA_HOME")
-
-
-def instance_names() -> list[str]:
-    home = dirnames.lima_home()
-    try:
-        entries = sorted(os.listdir(home))
-    except FileNotFoundError:
-        return []
-    return [n for n in entries if not n.startswith(("_", ".")) and (home / n).is_dir()]
 
 
 def existing_dir(name: str) -> Path:

@@ -21,10 +21,10 @@ def list_(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print the names only"),
 ) -> None:
     """List instances."""
-    from .. import store
+    from ..dirnames import instance_names
 
     choice(format_, FORMATS, "format")
-    all_names = store.instance_names()
+    all_names = instance_names()
     if names:
         missing = [n for n in names if n not in all_names]
         if missing:
@@ -37,7 +37,7 @@ def list_(
         for name in wanted:
             print(name)
         return
-    instances = [store.inspect(n) for n in wanted]
+    instances = _inspect(wanted)
     if format_ == "json":
         for inst in instances:
             print(json.dumps(inst.to_json()))
@@ -49,6 +49,14 @@ def list_(
         _table(instances)
     if not instances and not names:
         print("No instance found. Run `lima create` to create an instance.", file=sys.stderr)
+
+
+def _inspect(names: list[str]) -> list:
+    if not names:
+        return []  # without importing the store (yaml, psutil): `lima list` on a new machine stays quick
+    from .. import store
+
+    return [store.inspect(n) for n in names]
 
 
 def _table(instances: list) -> None:

@@ -15,7 +15,7 @@ import pytest
 _PROBE = """
 import atexit, os, sys
 def _report():
-    names = sorted(m for m in sys.modules if m.split(".")[0] in PREFIXES)
+    names = sorted(m for m in sys.modules if m.split(".")[0] in PREFIXES or m in PREFIXES)
     os.write(2, ("\\nIMPORTED " + " ".join(names) + "\\n").encode())
 atexit.register(_report)
 sys.argv = ["lima", *ARGS]
@@ -37,3 +37,8 @@ def imported(args: list[str], home: Path, prefixes: tuple[str, ...]) -> set[str]
 @pytest.mark.parametrize("args", [["--version"], ["list"], ["list", "--format", "json"], ["list", "--help"]])
 def test_no_grpc_driver_or_pydantic(args: list[str], lima_home: Path) -> None:
     assert imported(args, lima_home, NEVER) == set()
+
+
+def test_list_without_instances_skips_the_store(lima_home: Path) -> None:
+    """No instance: nothing to parse or check, so no yaml and no psutil either."""
+    assert imported(["list"], lima_home, ("yaml", "psutil", "lima_core.store")) == set()

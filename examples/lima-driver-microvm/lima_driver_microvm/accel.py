@@ -1,0 +1,154 @@
+"""Which accelerator QEMU gets: KVM when it really runs a guest, else TCG, and why.
+
+``/dev/kvm`` existing is not proof: some hosts (kvm-pvm) answer the KVM API but
+hang a normal kernel silently at 100 % CPU. So KVM is *probed*: the
+instance's own kernel is booted on a microvm with ``-accel kvm`` and must
+print to the serial port within :data:`PROBE_SECONDS`. The verdict is cached
+per host boot (``$XDG_CACHE_HOME/lima-driver-microvm/accel.json``, keyed by the
+QEMU binary, the host kernel and its boot id), so only the first start pays.
+
+``LIMA_MICROVM_ACCEL=kvm|tcg`` (or ``vmOpts.microvm.accel``) skips the probe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from lima_core.errors import ConfigError
+
+log = logging.getLogger("lima_driver_microvm")
+
+ENV = "LIMA_MICROVM_ACCEL"
+CHOICES = ("auto", "kvm", "tcg")
+PROBE_SECONDS = 4.0
+KVM_DEVICE = "/dev/kvm"
+#: Used when the host's TSC frequency cannot be read; only the guest clock's rate depends on it.
+FALLBACK_TSC_KHZ = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Accel:
+    name: str  # "kvm" or "tcg"
+    reason: str
+
+
+def requested(vm_opts: dict) -> str:
+    """auto, kvm or tcg: the environment wins over vmOpts.microvm.accel."""
+    value = (os.environ.get(ENV) or str(vm_opts.get("accel") or "auto")).strip().lower()
+    if value not in CHOICES:
+        raise ConfigError(f"accelerator {value!r} (from {ENV} or vmOpts.microvm.accel) is not one of "
+                          f"{', '.join(CHOICES)}")
+    return value
+
+
+def choose(qemu: str, kernel: Path, want: str) -> Accel:
+    """The accelerator for a guest of the host's arch booting *kernel*."""
+    if want == "tcg":
+        return Accel("tcg", "asked for TCG")
+    native = platform.machine().lower() in ("x86_64", "amd64")
+    usable = native and os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+    if want == "kvm":
+        if not usable:
+            raise ConfigError(f"KVM was asked for, but {KVM_DEVICE} is not usable on this host"
+                              + ("" if native else " (microvm guests are x86_64; this host is not)"))
+        return Accel("kvm", "asked for KVM")
+    if not native:
+        return Accel("tcg", f"the host is {platform.machine()}, the guest x86_64")
+    if not usable:
+        return Accel("tcg", f"{KVM_DEVICE} is missing or not accessible")
+    key = _cache_key(qemu)
+    cache = _cache_path()
+    verdicts = _read_cache(cache)
+    if key in verdicts:
+        verdict = verdicts[key]
+        return Accel(verdict["accel"], verdict["reason"] + " (cached)")
+    accel = probe(qemu, kernel)
+    verdicts = {key: {"accel": accel.name, "reason": accel.reason}}  # only this boot's verdict is kept
+    _write_cache(cache, verdicts)
+    return accel
+
+
+def probe(qemu: str, kernel: Path, seconds: float = PROBE_SECONDS) -> Accel:
+    """Boot *kernel* under KVM on a microvm; KVM works if the kernel prints within *seconds*."""
+    with tempfile.TemporaryDirectory(prefix="microvm-probe-") as tmp:
+        serial = Path(tmp) / "serial.log"
+        args = [qemu, "-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on", "-accel", "kvm", "-cpu", "host",
+                "-m", "128", "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-kernel", str(kernel), "-append", "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
+                "-serial", f"file:{serial}"]
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            return Accel("tcg", f"cannot run {qemu} for the KVM probe: {exc.strerror}")
+        try:
+            while time.monotonic() - started < seconds:
+                if serial.exists() and b"Linux version" in serial.read_bytes():
+                    return Accel("kvm", f"KVM booted the kernel in {time.monotonic() - started:.1f} s")
+                if proc.poll() is not None:
+                    err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip()
+                    return Accel("tcg", f"QEMU with KVM exited at once ({err.splitlines()[-1] if err else proc.returncode})")
+                time.sleep(0.05)
+            return Accel("tcg", f"KVM is present but ran no kernel code within {seconds:g} s "
+                                "(a host that cannot run normal guests under KVM, e.g. kvm-pvm)")
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+
+def host_tsc_khz() -> int:
+    """The host's TSC frequency in kHz, as the guest sees it under TCG (QEMU passes the host TSC through)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return max(1, int(float(line.split(":", 1)[1]) * 1000))
+    except (OSError, ValueError, IndexError):
+        pass
+    return FALLBACK_TSC_KHZ
+
+
+def _cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lima-driver-microvm" / "accel.json"
+
+
+def _cache_key(qemu: str) -> str:
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot_id = "?"
+    try:
+        st = os.stat(qemu)
+        binary = f"{os.path.realpath(qemu)}:{st.st_size}:{int(st.st_mtime)}"
+    except OSError:
+        binary = qemu
+    return f"{binary}|{platform.release()}|{boot_id}"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, verdicts: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(verdicts, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("cannot cache the accelerator verdict in %s: %s", path, exc)
