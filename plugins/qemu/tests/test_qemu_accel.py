@@ -110,7 +110,7 @@ def test_broken_kvm_falls_back_to_tcg_with_one_warning(x86_64_linux_host: Path, 
     assert [c.accel for c in choices] == ["tcg", "tcg"]
     assert choices[0].source == "fallback" and "KVM cannot run a standard guest here" in choices[0].reason
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "falling back to TCG" in warnings[0] and "LIMA_QEMU_ACCEL=kvm" in warnings[0]
+    assert len(warnings) == 1 and "using TCG" in warnings[0] and "LIMA_QEMU_ACCEL=kvm" in warnings[0]
 
 
 def test_no_dev_kvm_or_no_kvm_in_qemu_falls_back(x86_64_linux_host: Path, probes: list) -> None:
