@@ -7,12 +7,18 @@ one, via :func:`lima_core.external.serve`).
 
 from __future__ import annotations
 
-from lima_core.external import main_for
-
 from ._version import __version__
 from .driver import QemuDriver
 
 __all__ = ["QemuDriver", "__version__", "main"]
 
-#: the ``lima-driver-qemu`` console script
-main = main_for(QemuDriver)
+
+def main() -> None:
+    """The ``lima-driver-qemu`` console script.
+
+    grpc is imported here, not with the package: loading the driver in-process
+    (``lima start``, the host agent) does not need it.
+    """
+    from lima_core.external import main_for
+
+    main_for(QemuDriver)()

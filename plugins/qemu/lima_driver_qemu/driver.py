@@ -330,9 +330,9 @@ class QemuDriver:
     def delete(self) -> None:
         return None
 
-    @hookimpl
-    def inspect_status(self, instance: Instance) -> str:
-        return ""
+    # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
+    # A driver that implements it is asked by every `lima list` (as an external driver, that
+    # means running it once more).
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
