@@ -6,7 +6,8 @@ lima.yaml must load; the host agent's pid (``ha.pid``) and the VM's pid
 ``inspect_status`` answers (drivers whose VM state lives on the host side,
 such as wsl2). Which drivers answer is recorded in ``driver.json`` when the
 instance's driver is first loaded, so ``lima list`` spawns no process and
-imports no driver for the others.
+imports no driver for the others; :func:`inspect_all` asks each driver that
+does answer once for all of its instances.
 """
 
 from __future__ import annotations
@@ -122,6 +123,25 @@ def vm_process(inst_dir: Path, vm_type: str) -> pidfile.PidStatus:
 
 def inspect(name: str, *, driver_status: bool = True) -> Instance:
     """The instance as ``lima list`` shows it. Never raises for a broken instance."""
+    return inspect_all([name], driver_status=driver_status)[0]
+
+
+def inspect_all(names: list[str], *, driver_status: bool = True) -> list[Instance]:
+    """:func:`inspect` for each of *names*, each driver asked once for all of its instances.
+
+    A driver that answers ``inspect_status`` is imported once (internal) or
+    run once (external, with ``--inspect-status-batch``) per call, however
+    many instances it has.
+    """
+    read = [_read(name) for name in names]
+    asking = [inst for inst, ask in read if ask and driver_status]
+    answers = _driver_statuses(asking) if asking else {}
+    return [inst if ask is None else _settle(inst, answers.get(id(inst), "")) for inst, ask in read]
+
+
+def _read(name: str) -> tuple[Instance, bool | None]:
+    """The instance from its files, all but its status; and whether its driver answers inspect_status
+    (None: it is Broken already)."""
     inst_dir = dirnames.instance_dir(name)
     inst = Instance(name=name, hostname=hostname(name), dir=str(inst_dir), status=STATUS_UNKNOWN)
     try:
@@ -130,7 +150,7 @@ def inspect(name: str, *, driver_status: bool = True) -> Instance:
     except LimaError as exc:
         inst.status = STATUS_BROKEN
         inst.errors.append(exc.message)
-        return inst
+        return inst, None
     inst.config = cfg
     inst.vm_type = cfg.vm_type or ""
     inst.arch = cfg.arch or ""
@@ -159,18 +179,19 @@ def inspect(name: str, *, driver_status: bool = True) -> Instance:
     inst.host_agent_pid = ha.pid if ha.alive else 0
     if inst.ssh_local_port == 0:
         inst.ssh_local_port = ssh_port_from_config(inst_dir)
+    return inst, "inspect_status" in read_driver_info(inst_dir).get("hooks", [])
 
-    status = ""
-    if driver_status and "inspect_status" in read_driver_info(inst_dir).get("hooks", []):
-        try:
-            status = _driver_inspect_status(inst)
-        except LimaError as exc:
-            inst.status = STATUS_BROKEN
-            inst.errors.append(exc.message)
-            return inst
-    if status:
-        inst.status = status
+
+def _settle(inst: Instance, answer: str | LimaError) -> Instance:
+    """The status: the driver's *answer*, else from the pid files."""
+    if isinstance(answer, LimaError):
+        inst.status = STATUS_BROKEN
+        inst.errors.append(answer.message)
         return inst
+    if answer:
+        inst.status = answer
+        return inst
+    name, inst_dir = inst.name, Path(inst.dir)
     vm = vm_process(inst_dir, inst.vm_type)
     inst.driver_pid = vm.pid if vm.alive else 0
     if inst.host_agent_pid and inst.driver_pid:
@@ -186,15 +207,45 @@ def inspect(name: str, *, driver_status: bool = True) -> Instance:
     return inst
 
 
-def _driver_inspect_status(inst: Instance) -> str:
+def _driver_statuses(instances: list[Instance]) -> dict[int, str | LimaError]:
+    """Each instance's status from its driver (keyed by ``id``): one discovery, each driver loaded or run once."""
     from . import registry
 
-    entry = registry.discover().get(inst.vm_type)
-    if entry.is_external:
+    reg = registry.discover()
+    groups: dict[str, list[Instance]] = {}
+    for inst in instances:
+        groups.setdefault(inst.vm_type, []).append(inst)
+    answers: dict[int, str | LimaError] = {}
+    for vm_type, group in groups.items():
+        try:
+            entry = reg.get(vm_type)
+            if entry.is_external:
+                got = _external_statuses(entry.location, group)
+            else:
+                host = registry.load(entry)
+                got = [_answer(host.inspect_status, inst) for inst in group]
+        except LimaError as exc:
+            got = [exc] * len(group)
+        answers.update(zip(map(id, group), got, strict=True))
+    return answers
+
+
+def _external_statuses(path: str, group: list[Instance]) -> list[str | LimaError]:
+    from .external import status
+
+    got = status.inspect_statuses(path, group)
+    if got is None:  # a driver without the batch flag (Lima's): once per instance
         from .external.client import inspect_status
 
-        return inspect_status(entry.location, inst)
-    return registry.load(entry).inspect_status(inst)
+        got = [_answer(inspect_status, path, inst) for inst in group]
+    return got
+
+
+def _answer(ask: Any, *args: Any) -> str | LimaError:
+    try:
+        return ask(*args)
+    except LimaError as exc:
+        return exc
 
 
 def write_new(name: str, yaml_text: str) -> Path:

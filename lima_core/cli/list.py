@@ -56,7 +56,7 @@ def _inspect(names: list[str]) -> list:
         return []  # without importing the store (yaml, psutil): `lima list` on a new machine stays quick
     from .. import store
 
-    return [store.inspect(n) for n in names]
+    return store.inspect_all(names)
 
 
 def _table(instances: list) -> None:

@@ -8,6 +8,12 @@
 ``--inspect-status``
     read one JSON string holding base64 of the instance JSON from stdin,
     write the instance back in the same form with its status filled, exit.
+``--inspect-status-batch`` (lima-core's)
+    the same for many instances, one payload per line in and one line out
+    for each, in order: the instance, or ``{"error": "message"}`` for one
+    that failed. ``lima list`` runs a driver once for all its instances this
+    way; a driver that does not know the flag (exit status 2) is run once
+    per instance with ``--inspect-status``.
 
 Flags are read as Go's ``flag`` package reads them: ``-x`` or ``--x``,
 ``--x=v`` or ``--x v``.
@@ -19,6 +25,7 @@ import collections
 import contextlib
 import functools
 import inspect
+import json
 import logging
 import os
 import signal
@@ -225,7 +232,7 @@ def driver_name_from_argv0(argv0: str) -> str | None:
 
 def _parse_flags(argv: list[str]) -> dict[str, Any]:
     """Go ``flag`` semantics for the two flags Lima passes."""
-    opts: dict[str, Any] = {"inst-dir": None, "inspect-status": False}
+    opts: dict[str, Any] = {"inst-dir": None, "inspect-status": False, "inspect-status-batch": False}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -236,7 +243,7 @@ def _parse_flags(argv: list[str]) -> dict[str, Any]:
         if not arg.startswith("-") or arg in ("-", "--"):
             raise _Usage(f"unexpected argument {arg!r}")
         name, eq, value = arg.lstrip("-").partition("=")
-        if name == "inspect-status":
+        if name in ("inspect-status", "inspect-status-batch"):
             opts[name] = value.lower() not in ("false", "0") if eq else True
         elif name == "inst-dir":
             if not eq:
@@ -255,11 +262,12 @@ class _Usage(Exception):
     pass
 
 
-USAGE = """usage: {prog} --inst-dir DIR | --inspect-status
+USAGE = """usage: {prog} --inst-dir DIR | --inspect-status | --inspect-status-batch
 
 A Lima external VM driver ({name}).
   --inst-dir DIR      serve gRPC on DIR/{name}.drv.sock until SIGTERM or SIGINT
   --inspect-status    read an instance (base64 JSON) on stdin, write it back with its status
+  --inspect-status-batch  the same for one instance per line
 """
 
 
@@ -289,6 +297,8 @@ def serve(driver: object | type | DriverFactory, argv: list[str] | None = None) 
     if opts.get("help"):
         print(USAGE.format(prog=argv[0], name=sessions.name), end="")
         return 0
+    if opts["inspect-status-batch"]:
+        return _inspect_status_batch(sessions.template)
     if opts["inspect-status"]:
         return _inspect_status(sessions.template)
     if not opts["inst-dir"]:
@@ -306,6 +316,22 @@ def _inspect_status(host: DriverHost) -> int:
         print(f"inspect-status: {exc}", file=sys.stderr)
         return 1
     sys.stdout.buffer.write(protocol.encode_inspect_payload(instance))
+    sys.stdout.flush()
+    return 0
+
+
+def _inspect_status_batch(host: DriverHost) -> int:
+    out = []
+    for line in sys.stdin.buffer.read().splitlines():
+        if not line.strip():
+            continue
+        try:
+            instance = protocol.decode_inspect_payload(line)
+            instance.status = host.inspect_status(instance)
+            out.append(protocol.encode_inspect_payload(instance))
+        except LimaError as exc:
+            out.append(json.dumps({"error": exc.message}).encode() + b"\n")
+    sys.stdout.buffer.write(b"".join(out))
     sys.stdout.flush()
     return 0
 

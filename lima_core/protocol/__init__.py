@@ -14,7 +14,6 @@ Lima's drivers return, becomes :class:`UnsupportedOperation`.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from .. import errors
+from ..external import status as _status
 from ..limatype import Info, Instance
 from ._gen import driver_pb2, driver_pb2_grpc, lima_core_ext_pb2, lima_core_ext_pb2_grpc
 
@@ -77,19 +77,10 @@ def decode_info(data: bytes) -> Info:
         raise errors.DriverError(f"malformed driver info JSON: {exc}") from exc
 
 
-def encode_inspect_payload(instance: Instance) -> bytes:
-    """The ``--inspect-status`` form: a JSON string holding base64 of the instance JSON."""
-    return json.dumps(base64.b64encode(encode_instance(instance)).decode()).encode() + b"\n"
-
-
-def decode_inspect_payload(data: bytes) -> Instance:
-    try:
-        inner = json.loads(data)
-        if not isinstance(inner, str):
-            raise ValueError("expected a JSON string")
-        return decode_instance(base64.b64decode(inner, validate=True))
-    except ValueError as exc:
-        raise errors.DriverError(f"malformed --inspect-status payload: {exc}") from exc
+#: The ``--inspect-status`` form: a JSON string holding base64 of the instance JSON (defined
+#: beside the grpc-free client that ``lima list`` uses).
+encode_inspect_payload = _status.encode_payload
+decode_inspect_payload = _status.decode_payload
 
 
 # -- the hook <-> RPC table ---------------------------------------------------------------
