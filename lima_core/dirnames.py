@@ -14,8 +14,27 @@ LIMA_HOME_ENV = "LIMA_HOME"
 def lima_home() -> Path:
     """$LIMA_HOME, or ~/.lima. Symlinks are resolved when it exists."""
     home = os.environ.get(LIMA_HOME_ENV) or str(Path.home() / ".lima")
+    resolved = _resolved(home, os.getcwd())
+    if resolved is not None:
+        return resolved
     path = Path(home).expanduser()
-    return path.resolve() if path.exists() else path.absolute()
+    if not path.exists():
+        return path.absolute()
+    resolved = _RESOLVED[(home, os.getcwd())] = path.resolve()
+    return resolved
+
+
+#: (LIMA_HOME as given, cwd) -> the resolved directory, once it exists: `lima list` asks for every
+#: instance, and resolving a path costs a system call per component.
+_RESOLVED: dict[tuple[str, str], Path] = {}
+
+
+def _resolved(home: str, cwd: str) -> Path | None:
+    path = _RESOLVED.get((home, cwd))
+    if path is not None and not path.is_dir():  # removed meanwhile (tests make and delete homes)
+        del _RESOLVED[(home, cwd)]
+        return None
+    return path
 
 
 def config_dir() -> Path:
