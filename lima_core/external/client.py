@@ -54,7 +54,7 @@ class Connection:
     def protocol_info(self) -> Any | None:
         """The server's ProtocolInfo, or None for a plain Lima driver."""
         try:
-            return _wait(self._ext.GetProtocolInfo.future(protocol.Empty(), timeout=10, metadata=self._metadata))
+            return self._ext.GetProtocolInfo(protocol.Empty(), timeout=10, metadata=self._metadata)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None
@@ -63,9 +63,11 @@ class Connection:
     def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
         wire = protocol.WIRE[hook]
         stub = self._ext if wire.extension else self._driver
-        future = getattr(stub, wire.rpc).future(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         try:
-            response = _wait(future)
+            # A blocking call: grpc checks for signals while it waits, so Ctrl-C raises
+            # KeyboardInterrupt here and cancels the call. A future waited on in slices costs a
+            # thread hand-off per call (benchmark B2).
+            response = getattr(stub, wire.rpc)(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise protocol.error_from_rpc(exc, self.name, hook) from None
         return wire.result(response)
@@ -119,19 +121,6 @@ class Connection:
                 break
             handle.report(msg.error)
         handle.close()
-
-
-def _wait(future: Any) -> Any:
-    """future.result(), waiting in short slices so that Ctrl-C interrupts it (and cancels the call)."""
-    try:
-        while True:
-            try:
-                return future.result(timeout=_SLICE)
-            except grpc.FutureTimeoutError:
-                continue
-    except KeyboardInterrupt:
-        future.cancel()
-        raise
 
 
 def _next(messages: queue.Queue[Any]) -> Any:
