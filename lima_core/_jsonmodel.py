@@ -87,6 +87,8 @@ def _fields(cls: type) -> tuple[tuple[str, str, bool, Any], ...]:
 
 
 def _join(path: str, part: str) -> str:
+    if not part.isprintable():  # a key holding a newline or a control character: keep messages on one line
+        part = repr(part)
     return f"{path}.{part}" if path else part
 
 

@@ -45,9 +45,10 @@ KNOWN_UNMODELLED = frozenset({
 def _fast_load(text: str, source: str) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError):
         return yamlfile.load(text, source).data  # re-parse for the positioned error
+    return yamlfile.check_shape(data, source)
 
 
 def _read_layer(path: Path) -> dict[str, Any]:
@@ -303,8 +304,9 @@ def apply_set(data: dict[str, Any], expression: str) -> dict[str, Any]:
                           "'.vmType = \"qemu\"' are supported")
     try:
         value = yaml.safe_load(match["value"]) if match["value"] else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError):
         raise ConfigError(f"--set {expression!r}: the value is not valid YAML or JSON") from None
+    yamlfile.check_shape(value, f"--set {expression!r}")
     segments = [(m[1], m[2]) for m in _SEGMENT.finditer(match["path"])]
     node: Any = data
     for i, (name, index) in enumerate(segments):

@@ -171,15 +171,16 @@ def absolutize(data: dict[str, Any], base_dir: str | None) -> dict[str, Any]:
     elif isinstance(base, list):
         data["base"] = [fix(b) if isinstance(b, str) else {**b, "url": fix(b.get("url"))} if isinstance(b, dict) else b
                         for b in base]
-    for image in data.get("images") or []:
+    images = data.get("images")
+    for image in images if isinstance(images, list) else []:  # a wrong type is reported by validation
         if isinstance(image, dict):
             image["location"] = fix(image.get("location"))
             for sub in ("kernel", "initrd"):
                 if isinstance(image.get(sub), dict):
                     image[sub]["location"] = fix(image[sub].get("location"))
     firmware = data.get("firmware")
-    if isinstance(firmware, dict):
-        for image in firmware.get("images") or []:
+    if isinstance(firmware, dict) and isinstance(firmware.get("images"), list):
+        for image in firmware["images"]:
             if isinstance(image, dict):
                 image["location"] = fix(image.get("location"))
     return data
