@@ -43,7 +43,7 @@ def validate_name(name: str) -> None:
         raise InvalidName("the instance name is empty; give a name such as 'default' or 'dev-1'")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"instance name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}")
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):  # not match(): "$" also matches before a final newline
         raise InvalidName(f"invalid instance name {name!r}: use letters and digits, joined by single '.', '_' "
                           "or '-' (for example 'dev-1')")
     if name.lower().endswith((".yml", ".yaml")):

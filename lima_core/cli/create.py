@@ -40,8 +40,8 @@ def load_template(locator: str, *, name: str | None, vm_type: str | None, sets: 
         if disk <= 0:
             raise LimaError("--disk must be a positive number of GiB")
         data["disk"] = format_size(int(disk * (1 << 30)))
-    instance_name = name or tmpl.name
-    if not instance_name:
+    instance_name = name if name is not None else tmpl.name  # --name "" is an (invalid) name, not a default
+    if instance_name is None:
         raise LimaError("a template read from stdin needs --name")
     return instance_name, data, tmpl.locator, text
 
