@@ -38,6 +38,8 @@ HA_PID_WAIT = 10.0
 GRACEFUL_STOP_TIMEOUT = 190.0  # Lima: 3 min 10 s for the exiting event
 DEFAULT_START_TIMEOUT = 600.0
 SELF_EXE_ENV = "LIMA_SELF_EXE"
+#: free space `lima start` wants in the instance directory before it runs the host agent
+MIN_FREE_SPACE = 1 << 20
 
 Progress = Callable[[str], None]
 
@@ -193,8 +195,21 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         host.validate()
         host.create()
         prepare(inst, host, progress, download_progress)
+        _check_space(inst_dir)
         ha = _spawn_host_agent(inst_dir, name)
     return _wait_running(name, inst_dir, ha, timeout, progress)
+
+
+def _check_space(inst_dir: Path) -> None:
+    """The host agent writes cidata, logs and sockets; on a full disk it could not even say why it failed."""
+    try:
+        st = os.statvfs(inst_dir)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_SPACE:
+        raise InstanceError(f"{inst_dir}: No space left on device ({free >> 10} KiB free; starting needs about "
+                            f"{MIN_FREE_SPACE >> 20} MiB for cidata and logs)")
 
 
 def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
@@ -207,7 +222,8 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     deadline = time.monotonic() + HA_PID_WAIT
     while not store.host_agent(inst_dir).alive:
         if proc.poll() is not None:
-            raise InstanceError(f"the host agent of {name!r} exited at once: {_tail(inst_dir)}")
+            raise InstanceError(f"the host agent of {name!r} exited at once with status {proc.returncode}: "
+                                f"{_tail(inst_dir)}")
         if time.monotonic() > deadline:
             raise InstanceError(f"the host agent of {name!r} did not start within {HA_PID_WAIT:g} s; "
                                 f"see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}")

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from . import dirnames, filenames, limayaml, pidfile
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
-from .errors import ConfigError, InstanceNotFound, InvalidName, LimaError
+from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
 from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
 
 log = logging.getLogger("lima_core")
@@ -249,13 +250,26 @@ def _answer(ask: Any, *args: Any) -> str | LimaError:
 
 
 def write_new(name: str, yaml_text: str) -> Path:
-    """Create the instance directory (0700) with lima.yaml (0644) and lima-version (0444)."""
+    """Create the instance directory (0700) with lima.yaml (0644) and lima-version (0444).
+
+    On failure (a full disk, no permission) nothing is left behind and an
+    InstanceError says why.
+    """
     inst_dir = dirnames.instance_dir(name)
-    inst_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.mkdir(inst_dir, 0o700)
-    (inst_dir / filenames.LIMA_YAML).write_text(yaml_text)
-    os.chmod(inst_dir / filenames.LIMA_YAML, 0o644)
-    version = inst_dir / filenames.LIMA_VERSION
-    version.write_text(LIMA_COMPAT_VERSION + "\n")
-    os.chmod(version, 0o444)
+    try:
+        inst_dir.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(inst_dir, 0o700)
+    except FileExistsError:
+        raise InstanceExists(f"instance {name!r} already exists") from None
+    except OSError as exc:
+        raise InstanceError(f"cannot create {inst_dir}: {exc.strerror or exc}") from None
+    try:
+        (inst_dir / filenames.LIMA_YAML).write_text(yaml_text)
+        os.chmod(inst_dir / filenames.LIMA_YAML, 0o644)
+        version = inst_dir / filenames.LIMA_VERSION
+        version.write_text(LIMA_COMPAT_VERSION + "\n")
+        os.chmod(version, 0o444)
+    except OSError as exc:
+        shutil.rmtree(inst_dir, ignore_errors=True)
+        raise InstanceError(f"cannot write instance {name!r} in {inst_dir}: {exc.strerror or exc}") from None
     return inst_dir

@@ -63,6 +63,12 @@ class LimaGroup(TyperGroup):
             typer.echo("lima: interrupted; the instance is left as it was at that moment "
                        "(`lima list` shows its state)", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:  # the host refused: a full disk, a permission, a vanished file
+            if _state["debug"]:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"lima: {exc.strerror or exc}{where} (run with --debug for the traceback)", err=True)
+            raise typer.Exit(1) from None
 
 
 # -- parameter coercion without pydantic ---------------------------------------------------------
