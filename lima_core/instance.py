@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import filelock
 import psutil
 
-from . import dirnames, download, events, filenames, limayaml, pidfile, registry, store, yamlfile
-from .errors import InstanceError, InstanceExists, InstanceLocked, LimaError
+from . import dirnames, download, events, filenames, limayaml, locks, pidfile, registry, store, yamlfile
+from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
 from .external import supervisor
 from .host import DriverHost
 from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
@@ -51,27 +50,24 @@ def _say(progress: Progress | None, message: str) -> None:
 
 @contextlib.contextmanager
 def instance_lock(inst_dir: Path, timeout: float = 10.0, what: str = "changed") -> Iterator[None]:
-    lock = filelock.FileLock(str(inst_dir / INSTANCE_LOCK))
     try:
-        lock.acquire(timeout=timeout)
-    except filelock.Timeout:
+        with locks.exclusive(inst_dir / INSTANCE_LOCK, timeout):
+            yield
+    except locks.Busy:
         raise InstanceLocked(f"instance {inst_dir.name!r} is busy: another lima command is using it; "
                              "try again when it has finished") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    except locks.Gone:
+        raise InstanceNotFound(f"instance {inst_dir.name!r} does not exist (it was deleted meanwhile)") from None
+
+
+def _busy(inst_dir: Path) -> bool:
+    """True while another command holds ``instance.lock`` (e.g. a start, before its host agent runs)."""
+    return locks.held(inst_dir / INSTANCE_LOCK)
 
 
 def host_agent_running(inst_dir: Path) -> bool:
     """True while a host agent holds the instance's ha.lock."""
-    lock = filelock.FileLock(str(inst_dir / HA_LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        return True
-    lock.release()
-    return False
+    return locks.held(inst_dir / HA_LOCK)
 
 
 # -- drivers --------------------------------------------------------------------------------
@@ -257,10 +253,25 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
                 log.warning("instance %r is running but degraded: %s", name, "; ".join(event.errors))
             return store.inspect(name)
     if ha.poll() is not None:
-        raise InstanceError(f"the host agent of {name!r} exited with status {ha.returncode}: {_tail(inst_dir)}")
+        if ha.returncode < 0:
+            # Killed: by a `lima stop -f` or `lima delete -f` that holds the lock while it cleans up.
+            with contextlib.suppress(LimaError), instance_lock(inst_dir, timeout=30):
+                pass
+        if not inst_dir.is_dir():
+            raise InstanceError(f"instance {name!r} was deleted while it was starting")
+        how = (f"was killed by {_signal_name(-ha.returncode)}" if ha.returncode < 0
+               else f"exited with status {ha.returncode}")
+        raise InstanceError(f"the host agent of {name!r} {how} while the instance was starting: {_tail(inst_dir)}")
     raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s; it is still starting "
                         f"in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
                         f"`lima stop -f {name}`")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 # -- stop -------------------------------------------------------------------------------------
@@ -274,6 +285,9 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
         inst = store.inspect(name)
         if inst.driver_pid:
             raise InstanceError(f"instance {name!r} is broken ({'; '.join(inst.errors)}); run `lima stop -f {name}`")
+        if _busy(inst_dir):
+            raise InstanceLocked(f"instance {name!r} is being started or changed by another lima command; "
+                                 "run `lima stop` again when that has finished")
         return False
     _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
     with contextlib.suppress(psutil.NoSuchProcess):
