@@ -10,7 +10,10 @@ answers with the SSH port, as Lima's does.
 It exits when asked (SIGINT/SIGTERM: it stops the VM first), when the driver's
 start stream reports that the VM ended, or when an external driver process
 dies (then it stops the VM through a fresh driver process, so nothing is
-orphaned).
+orphaned). A request to stop while the VM is still being set up interrupts
+the driver call in progress (an external driver's call is cancelled), so a
+hung driver cannot keep ``lima stop`` waiting. If no driver can stop the VM,
+the host agent kills the VM process itself, as ``lima stop -f`` would.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def run(name: str) -> int:
     pidfile.write(pid_path, os.getpid())
     agent = HostAgent(name, inst_dir)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: agent.request_stop(signal.Signals(signum).name))
+        signal.signal(sig, agent.on_signal)
     try:
         return agent.run()
     finally:
@@ -90,10 +93,19 @@ def run(name: str) -> int:
         lock.release()
 
 
+class _StopDuringBoot(KeyboardInterrupt):
+    """Raised in the main thread by a stop request while the VM is being set up.
+
+    A KeyboardInterrupt, so that an external driver call in progress is
+    cancelled on its way out (see ``lima_core.external.client``).
+    """
+
+
 class HostAgent:
     def __init__(self, name: str, inst_dir: Path) -> None:
         self.name = name
         self.inst_dir = inst_dir
+        self.booting = False
         self.stopping = threading.Event()
         self.stop_reason = ""
         self.errors: list[str] = []
@@ -110,11 +122,26 @@ class HostAgent:
         self.stop_reason = reason
         self.stopping.set()
 
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        self.request_stop(signal.Signals(signum).name)
+        if self.booting:
+            self.booting = False
+            raise _StopDuringBoot(self.stop_reason)
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> int:
         try:
-            handle = self._boot()
+            self.booting = True
+            try:
+                handle = self._boot()
+            finally:
+                self.booting = False
+        except _StopDuringBoot:
+            log.warning("asked to stop (%s) while starting; stopping the VM", self.stop_reason)
+            self.emit(exiting=True, errors=[f"stopped ({self.stop_reason}) while starting"])
+            self._shutdown(started=self.host is not None)
+            return 1
         except LimaError as exc:
             log.error("start failed: %s", exc.message)
             self.emit(exiting=True, errors=[exc.message])
@@ -229,12 +256,20 @@ class HostAgent:
                 host.stop()
             except DriverUnavailable as exc:
                 log.warning("driver unreachable (%s); stopping the VM through a new driver process", exc.message)
-                with contextlib.suppress(LimaError):
+                try:
                     supervisor.stop_servers(self.inst_dir, force=True)
                     inst = store.inspect(self.name, driver_status=False)
-                    instance.load_driver(inst, ssh_local_port=self.ssh_local_port).stop()
+                    fresh = instance.load_driver(inst, ssh_local_port=self.ssh_local_port)
+                    try:
+                        fresh.stop()
+                    finally:
+                        fresh.close()
+                except LimaError as again:
+                    log.error("the new driver process could not stop the VM either: %s", again.message)
+                    self._kill_vm()
             except LimaError as exc:
                 log.error("stop failed: %s", exc.message)
+                self._kill_vm()
         if host is not None:
             host.close()
         log.info("the VM is stopped; stopping external driver processes")
@@ -244,6 +279,18 @@ class HostAgent:
         for f in (filenames.HOST_AGENT_SOCK,):
             with contextlib.suppress(FileNotFoundError):
                 (self.inst_dir / f).unlink()
+
+    def _kill_vm(self) -> None:
+        """Last resort when the driver cannot stop the VM: kill the process ``<vmType>.pid`` names, as
+        ``lima stop -f`` would, so the VM is not orphaned (Lima leaves it running: Broken)."""
+        vm_type = self.inst.vm_type if self.inst is not None else ""
+        status = store.vm_process(self.inst_dir, vm_type) if vm_type else None
+        if status is None or status.process is None or status.pid == os.getpid():
+            return
+        log.warning("killing the VM process (pid %d) that the driver could not stop", status.pid)
+        with contextlib.suppress(Exception):
+            status.process.kill()
+            pidfile.wait_exit(status.process, 10)
 
 
 class _InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
