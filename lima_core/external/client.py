@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import queue
+import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -25,7 +28,7 @@ from typing import Any
 import grpc
 
 from .. import hookspecs, protocol
-from ..errors import DriverError, DriverTimeout, LimaError, StartFailed
+from ..errors import DriverError, DriverTimeout, DriverUnavailable, LimaError, StartFailed
 from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
@@ -44,12 +47,24 @@ class Connection:
     def __init__(self, server: supervisor.Server) -> None:
         self.server = server
         self.name = server.name
-        self._channel = protocol.channel(str(server.socket))
+        self._dial = _DialPath(server.socket)
+        self._channel = protocol.channel(self._dial.path)
         self._driver, self._ext = protocol.stubs(self._channel)
         self._metadata = ((SESSION_KEY, uuid.uuid4().hex),)
 
     def close(self) -> None:
         self._channel.close()
+        self._dial.close()
+
+    def _error(self, exc: grpc.RpcError, hook: str) -> LimaError:
+        """The LimaError for a failed call; a driver process that died says so, and how."""
+        err = protocol.error_from_rpc(exc, self.name, hook)
+        if isinstance(err, DriverUnavailable):
+            how = self.server.ended()
+            if how is not None:
+                return DriverUnavailable(f"the {self.name} driver process {how} during {hook.replace('_', ' ')}; "
+                                         f"see {self.server.log}")
+        return err
 
     def protocol_info(self) -> Any | None:
         """The server's ProtocolInfo, or None for a plain Lima driver."""
@@ -58,7 +73,7 @@ class Connection:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None
-            raise protocol.error_from_rpc(exc, self.name, "protocol info") from None
+            raise self._error(exc, "protocol_info") from None
 
     def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
         wire = protocol.WIRE[hook]
@@ -69,7 +84,7 @@ class Connection:
             # thread hand-off per call (benchmark B2).
             response = getattr(stub, wire.rpc)(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise protocol.error_from_rpc(exc, self.name, hook) from None
+            raise self._error(exc, hook) from None
         return wire.result(response)
 
     def start(self) -> StartHandle:
@@ -88,7 +103,7 @@ class Connection:
         try:
             first = _next(messages)
             if isinstance(first, grpc.RpcError):
-                raise protocol.error_from_rpc(first, self.name, "start")
+                raise self._error(first, "start")
             if first is None:
                 raise StartFailed(f"driver {self.name!r} ended the start stream before the VM started")
             if not first.success:
@@ -114,13 +129,44 @@ class Connection:
                 break
             if isinstance(msg, grpc.RpcError):
                 if msg.code() != grpc.StatusCode.CANCELLED:
-                    handle.report(f"lost the start stream of driver {self.name!r} ({msg.code().name}: "
-                                  f"{msg.details()}); the driver process may have died, see driver.stderr.log")
+                    how = self.server.ended()
+                    why = (f"the {self.name} driver process {how}" if how else
+                           f"{msg.code().name}: {msg.details()}; the driver process may have died")
+                    handle.report(f"lost the start stream of driver {self.name!r} ({why}); see {self.server.log}")
                 break
             if msg.success:
                 break
             handle.report(msg.error)
         handle.close()
+
+
+class _DialPath:
+    """A path gRPC can dial for *sock*: itself, or, if it holds a comma (which gRPC reads as a list of
+    addresses; LIMA_HOME may hold one), the same socket reached through this process's descriptor of its
+    directory (``/proc/self/fd/N/name``), else through a symlink in a private temporary directory."""
+
+    def __init__(self, sock: Path) -> None:
+        self.path = str(sock)
+        self._fd: int | None = None
+        self._tmp: str | None = None
+        if "," not in self.path:
+            return
+        proc_fd = Path("/proc/self/fd")
+        if proc_fd.is_dir():
+            self._fd = os.open(sock.parent, os.O_RDONLY | getattr(os, "O_PATH", 0) | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.path = f"{proc_fd}/{self._fd}/{sock.name}"
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="lima-sock-")
+            self.path = os.path.join(self._tmp, "s")
+            os.symlink(sock, self.path)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
 
 def _next(messages: queue.Queue[Any]) -> Any:

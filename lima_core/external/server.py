@@ -349,7 +349,7 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     protocol.add_servicers(server, *_build_servicers(_Servicer(sessions, instance_dir, stop)))
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
-        port = server.add_insecure_port(f"unix://{sock}")
+        port = server.add_insecure_port(protocol.unix_target(str(sock)))
     finally:
         os.umask(old_umask)
     if not port:

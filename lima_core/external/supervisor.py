@@ -41,10 +41,34 @@ class Server:
     socket: Path
     #: the child, when this process spawned it (else None: reused)
     process: subprocess.Popen | None = None
+    #: a reused server's process, from its pid file (None if unknown)
+    reused: psutil.Process | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    @property
+    def log(self) -> Path:
+        return self.socket.parent / filenames.EXTERNAL_DRIVER_STDERR_LOG
+
+    def ended(self, wait: float = 1.0) -> str | None:
+        """How the server process ended ("was killed by SIGKILL", "exited with status 2"), or None if it
+        runs or nothing is known. Waits up to *wait* seconds: a call can fail just before the exit."""
+        if self.process is not None:
+            try:
+                code = self.process.wait(wait)
+            except subprocess.TimeoutExpired:
+                return None
+            if code < 0:
+                try:
+                    return f"was killed by {signal.Signals(-code).name}"
+                except ValueError:
+                    return f"was killed by signal {-code}"
+            return f"exited with status {code}"
+        if self.reused is not None and pidfile.wait_exit(self.reused, wait):
+            return "exited"
+        return None
 
 
 def socket_path(instance_dir: Path, name: str) -> Path:
@@ -68,7 +92,9 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
     """Reuse the instance's server for *name*, or spawn one and wait for its socket."""
     sock = socket_path(instance_dir, name)
     if answers(sock):
-        return Server(name, path, sock)
+        pid_path = instance_dir / filenames.driver_pid_file(name)
+        running = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir, prune=False)
+        return Server(name, path, sock, reused=running.process)
     return spawn(path, name, instance_dir, timeout)
 
 

@@ -35,11 +35,17 @@ ERROR_KIND_KEY = "lima-error-kind"
 SERVICE = "Driver"
 EXT_SERVICE = "lima_core.v1.DriverExtensions"
 
-CHANNEL_OPTIONS = [
+_MESSAGE_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
-SERVER_OPTIONS = CHANNEL_OPTIONS + [
+CHANNEL_OPTIONS = _MESSAGE_OPTIONS + [
+    # Each channel connects on its own. With gRPC's default global subchannel pool, a new
+    # channel to a respawned driver's socket shared the dead driver's subchannel, still in
+    # reconnect backoff, and failed at once with the old error.
+    ("grpc.use_local_subchannel_pool", 1),
+]
+SERVER_OPTIONS = _MESSAGE_OPTIONS + [
     # Lima's server keepalive: ping every 10 s, allow client pings as often as 10 s.
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 30_000),
@@ -191,8 +197,17 @@ def protocol_info(driver_name: str, hooks: list[str], server: str) -> Any:
 # -- stubs and servicers --------------------------------------------------------------
 
 
+def unix_target(socket_path: str) -> str:
+    """The gRPC address of a unix socket. gRPC percent-decodes it, so ``%`` is escaped; a client splits
+    it at commas (a list of addresses), so a path with a comma must be reached another way (see
+    ``lima_core.external.client``)."""
+    return "unix://" + socket_path.replace("%", "%25")
+
+
 def channel(socket_path: str) -> grpc.Channel:
-    return grpc.insecure_channel(f"unix://{socket_path}", options=CHANNEL_OPTIONS)
+    if "," in socket_path:
+        raise ValueError(f"gRPC cannot dial a unix socket path with a comma: {socket_path}")
+    return grpc.insecure_channel(unix_target(socket_path), options=CHANNEL_OPTIONS)
 
 
 def stubs(chan: grpc.Channel) -> tuple[Any, Any]:
