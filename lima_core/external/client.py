@@ -193,8 +193,23 @@ def inspect_status(path: str, instance: Instance) -> str:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise DriverError(f"{path} --inspect-status exited with status {proc.returncode}"
                           + (f": {err[-1]}" if err else ""))
-    instance.replace_with(protocol.decode_inspect_payload(proc.stdout))
+    instance.replace_with(_inspect_reply(proc.stdout))
     return instance.status
+
+
+def _inspect_reply(stdout: bytes) -> Instance:
+    """The reply on a driver's stdout. Lines before it (a library printing on import, a debug print) are
+    skipped: the reply is the last line that decodes."""
+    try:
+        return protocol.decode_inspect_payload(stdout)
+    except DriverError as exc:
+        for line in reversed(stdout.splitlines()):
+            if line.strip().startswith(b'"'):
+                try:
+                    return protocol.decode_inspect_payload(line)
+                except DriverError:
+                    continue
+        raise exc from None
 
 
 # -- the generated shim -------------------------------------------------------------------
