@@ -120,15 +120,24 @@ def audio_args(device: str, interface: str, qemu_version: tuple[int, int, int]) 
     raise ValueError(f"audio.interface {interface!r} is not one of hda, virtio")
 
 
+def opt(value: str) -> str:
+    """*value* inside a QEMU option list (``file=...,if=virtio``): a comma is written ``,,``.
+
+    Without this a path holding a comma (in LIMA_HOME, a mount location) would end the value and the
+    rest would be read as further options.
+    """
+    return value.replace(",", ",,")
+
+
 def ninep_args(m: ResolvedMount) -> list[str]:
     """Item 22 for one 9p mount."""
-    options = f"local,mount_tag={m.tag},path={m.location},security_model={m.security_model}"
+    options = f"local,mount_tag={opt(m.tag)},path={opt(m.location)},security_model={opt(m.security_model)}"
     return ["-virtfs", options if m.writable else options + ",readonly=on"]
 
 
 def _chardev_socket(chardev: str, sock: str, logfile: str | None = None) -> str:
-    text = f"socket,id={chardev},path={sock},server=on,wait=off"
-    return text + f",logfile={logfile}" if logfile else text
+    text = f"socket,id={chardev},path={opt(sock)},server=on,wait=off"
+    return text + f",logfile={opt(logfile)}" if logfile else text
 
 
 def build(spec: Spec) -> list[str]:
@@ -144,21 +153,21 @@ def build(spec: Spec) -> list[str]:
         args += machine[4:]
     append_if_no_conflict(args, "-smp", f"{spec.cpus},sockets=1,cores={spec.cpus},threads=1")  # 4
     if spec.firmware:  # 5
-        args += ["-drive", f"if=pflash,format=raw,readonly=on,file={spec.firmware}"]
+        args += ["-drive", f"if=pflash,format=raw,readonly=on,file={opt(spec.firmware)}"]
     args += ["-device", "qemu-xhci,id=usb-bus"]  # 7
     disk = spec.path(filenames.DISK)  # 8
     if spec.iso:
-        args += ["-drive", f"file={disk},if=virtio,discard=on"]
+        args += ["-drive", f"file={opt(disk)},if=virtio,discard=on"]
     else:
         blk = "virtio-blk-ccw" if arch == "s390x" else "virtio-blk-pci"
-        args += ["-drive", f"file={disk},if=none,discard=on,id=boot-disk",
+        args += ["-drive", f"file={opt(disk)},if=none,discard=on,id=boot-disk",
                  "-device", f"{blk},drive=boot-disk,bootindex=1"]
     if spec.iso:  # 9
         append_if_no_conflict(args, "-boot", "order=d,splash-time=0,menu=on")
-        args += ["-drive", f"file={spec.path(filenames.ISO)},format=raw,media=cdrom,readonly=on"]
+        args += ["-drive", f"file={opt(spec.path(filenames.ISO))},format=raw,media=cdrom,readonly=on"]
     else:
         append_if_no_conflict(args, "-boot", "order=c,splash-time=0,menu=on")
-    args += ["-drive", f"id=cdrom0,if=none,format=raw,readonly=on,file={spec.path(filenames.CIDATA_ISO)}",  # 12
+    args += ["-drive", f"id=cdrom0,if=none,format=raw,readonly=on,file={opt(spec.path(filenames.CIDATA_ISO))}",  # 12
              "-device", "virtio-scsi,id=scsi0", "-device", "scsi-cd,bus=scsi0.0,drive=cdrom0"]
     if spec.kernel:  # 13
         append_if_no_conflict(args, "-kernel", spec.path(filenames.KERNEL))
