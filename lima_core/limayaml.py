@@ -240,6 +240,7 @@ def fill_defaults(cfg: LimaYAML) -> LimaYAML:
 
 # -- validation -----------------------------------------------------------------------------
 
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
                 "/usr", "/var")
 
@@ -288,6 +289,35 @@ def validate(cfg: LimaYAML) -> None:
             raise ConfigError(f"mounts[{i}].mountPoint: {point!r} is a system directory or the guest home")
     if cfg.video is not None and cfg.video.display is not None and not isinstance(cfg.video.display, str):
         raise ConfigError("video.display: expected a string")
+    _validate_user(cfg)
+    for name in cfg.param or {}:
+        if not _PARAM_NAME.fullmatch(name):
+            # Lima's rule too: each becomes a shell variable PARAM_<name> that the guest's boot.sh sources.
+            raise ConfigError(f"param: {name!r} is not a valid name; use letters, digits and '_', "
+                              "not starting with a digit")
+
+
+def _validate_user(cfg: LimaYAML) -> None:
+    """user: goes into ssh.config (read by ssh on the host), cidata and the guest's passwd: no injection."""
+    from .users import valid_name
+
+    u = cfg.user
+    if u is None:
+        return
+    if u.name and not valid_name(u.name):
+        raise ConfigError(f"user.name: {u.name!r} is not a valid user name; use lowercase letters, digits, "
+                          "'_' and '-', starting with a letter or '_' (at most 32)")
+    for field, value in (("home", u.home), ("shell", u.shell)):
+        if value and (not value.startswith("/") or _has_control(value)):
+            raise ConfigError(f"user.{field}: {value!r} must be an absolute path in the guest")
+    if u.comment and _has_control(u.comment):
+        raise ConfigError(f"user.comment: {u.comment!r} must be one line of text")
+    if u.uid is not None and not 0 < u.uid < 2**31:
+        raise ConfigError(f"user.uid: {u.uid} is not a usable uid")
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 # -- --set ------------------------------------------------------------------------------------

@@ -16,9 +16,14 @@ import re
 
 from .limatype import LimaYAML
 
-_VALID_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_VALID_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 FALLBACK_NAME = "lima"
 FALLBACK_UID = 1000
+
+
+def valid_name(name: str) -> bool:
+    """A Linux user name (useradd's rule): it goes into ssh.config, cidata and the guest's passwd."""
+    return _VALID_NAME.fullmatch(name) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +47,7 @@ def host_user() -> tuple[str, int]:
 def guest_user(config: LimaYAML | None = None) -> GuestUser:
     name, uid = host_user()
     comment = name
-    if uid == 0 or not _VALID_NAME.match(name):
+    if uid == 0 or not valid_name(name):
         name, uid = FALLBACK_NAME, FALLBACK_UID if uid == 0 else uid
     u = config.user if config is not None and config.user is not None else None
     name = (u.name if u and u.name else None) or name
