@@ -211,6 +211,8 @@ def build(spec: Spec) -> list[str]:
     return args
 
 
+#: the unix sockets qemu serves (made 0600 once it runs)
+SOCKETS = (filenames.SERIAL_SOCK, filenames.SERIALP_SOCK, filenames.SERIALV_SOCK, filenames.QMP_SOCK)
 #: files Lima deletes before starting qemu (item 21, item 23)
 STALE_FILES = (filenames.SERIAL_SOCK, filenames.SERIAL_LOG, filenames.SERIALP_SOCK, filenames.SERIALP_LOG,
                filenames.SERIALV_SOCK, filenames.SERIALV_LOG, filenames.QMP_SOCK)

@@ -237,11 +237,13 @@ class QemuDriver:
             if self._qmp_sock.exists():
                 try:
                     qmp.execute(self._qmp_sock, "query-status", connect_timeout=0.5, timeout=5.0)
+                    self._restrict_sockets()
                     return
                 except qmp.QMPUnavailable:
                     pass
                 except qmp.QMPCommandError as exc:
                     log.warning("%s", exc)
+                    self._restrict_sockets()
                     return
             if time.monotonic() >= deadline:
                 _kill_child(proc)
@@ -249,6 +251,16 @@ class QemuDriver:
                 raise StartFailed(f"qemu did not answer on {self._qmp_sock} within {STARTUP_TIMEOUT:g} s; "
                                   f"see {log_path}")
             time.sleep(0.02)
+
+    def _restrict_sockets(self) -> None:
+        """QEMU makes its sockets (QMP: full control of the VM; the serial consoles) with its umask,
+        0755 here; make them 0600 like every other socket of the instance. (Starting QEMU with umask
+        077 would also narrow the files a guest creates through 9p.)"""
+        for name in cmdline.SOCKETS:
+            try:
+                os.chmod(self.dir / name, 0o600)
+            except FileNotFoundError:
+                pass
 
     def _spec(self, qemu: _Qemu) -> cmdline.Spec:
         inst, cfg, d, arch = self.instance, self.config, self.dir, self.arch
