@@ -254,6 +254,14 @@ def _usable(path: Path, warnings: list[str]) -> bool:
         warnings.append(f"refusing driver {path}: it is world-writable, so any user could replace it; "
                         f"run `chmod o-w {path}`")
         return False
+    try:
+        dir_mode = path.parent.stat().st_mode
+    except OSError:
+        return True
+    if dir_mode & stat.S_IWOTH and not dir_mode & stat.S_ISVTX:
+        warnings.append(f"refusing driver {path}: its directory is world-writable (without the sticky bit), "
+                        f"so any user could replace it; run `chmod o-w {path.parent}`")
+        return False
     return True
 
 
