@@ -75,7 +75,8 @@ def host_agent_running(inst_dir: Path) -> bool:
 
 def load_driver(inst: Instance, *, ssh_local_port: int = 0, reg: registry.Registry | None = None) -> DriverHost:
     """The instance's driver, configured (Lima's CreateConfiguredDriver)."""
-    assert inst.config is not None
+    if inst.config is None:
+        raise InstanceError(f"instance {inst.name!r} is broken: {'; '.join(inst.errors) or 'no lima.yaml'}")
     reg = reg or registry.discover()
     entry = reg.get(inst.config.vm_type or "")
     host = registry.load(entry, inst.dir)
@@ -351,6 +352,8 @@ def delete(name: str, force: bool = False) -> list[str]:
     inst = store.inspect(name)
     if not force and inst.status != STATUS_STOPPED:
         what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
+        if inst.errors:
+            what += f" ({'; '.join(inst.errors)})"
         raise InstanceError(f"instance {name!r} is {what}; run `lima stop {name}` first, or `lima delete -f {name}`")
     if inst.protected:
         raise InstanceError(f"instance {name!r} is protected; remove {inst_dir / filenames.PROTECTED} to delete it")

@@ -23,7 +23,9 @@ def shell(
     inst_dir = store.existing_dir(name)
     inst = store.inspect(name)
     if inst.status != STATUS_RUNNING:
-        raise InstanceError(f"instance {name!r} is {inst.status or 'not running'}; run `lima start {name}`")
+        why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
+        raise InstanceError(f"instance {name!r} is {inst.status or 'not running'}{why}; "
+                            + (f"run `lima start {name}`" if not inst.errors else "fix that first"))
     parts = []
     if workdir:
         parts.append(f"cd {shlex.quote(workdir)} || exit 1")
