@@ -322,7 +322,7 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
             notes.append(status.reason)
     notes += supervisor.stop_servers(inst_dir, force=True)
     for entry in inst_dir.iterdir():
-        if entry.name.endswith(filenames.TMP_FILE_SUFFIXES) and not entry.is_dir():
+        if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) and not entry.is_dir():
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
     return notes
