@@ -1,14 +1,24 @@
-"""Fixtures shared by every test: an isolated LIMA_HOME and driver executables."""
+"""Fixtures shared by every test: an isolated LIMA_HOME and driver executables; for tests that drive the
+CLI (tests/cli, tests/faults): the fake driver (in-process or external), a fake ssh, a template, and a check
+for leftover processes."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
+from typer.testing import CliRunner
 
+from lima_core.cli import app
 from lima_core.external.build import write_executable
+from lima_core.testing import fakessh
 
 FAKE_DRIVER = "lima_core.testing.fakedriver:FakeDriver"
 
@@ -43,3 +53,112 @@ def short_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     with tempfile.TemporaryDirectory(prefix="lc-", dir="/tmp") as d:
         yield Path(d)
+
+
+# -- the CLI ----------------------------------------------------------------------------------------
+
+
+class Lima:
+    """Runs `lima ARGS` through typer's CliRunner; stdout and stderr kept apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool | None = None) -> object:
+        result = self.runner.invoke(app, list(args), input=input)
+        if ok is True:
+            assert result.exit_code == 0, (args, result.stdout, result.stderr, result.exception)
+        if ok is False:
+            assert result.exit_code != 0, (args, result.stdout, result.stderr)
+        return result
+
+
+@pytest.fixture
+def lima() -> Lima:
+    return Lima()
+
+
+@pytest.fixture(scope="session")
+def fake_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site directory where a distribution registers the fake driver as internal."""
+    site = tmp_path_factory.mktemp("fake-site")
+    info = site / "lima_driver_fake-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lima-driver-fake\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lima.drivers]\nfake = lima_core.testing.fakedriver:FakeDriver\n")
+    return site
+
+
+@pytest.fixture(params=["internal", "external"])
+def driver_mode(request: pytest.FixtureRequest, fake_site: Path, driver_bin: Path,
+                monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fake driver, installed as an entry point (internal) or found on LIMA_DRIVERS_PATH (external).
+
+    Other installed drivers (qemu, vz, wsl2) are kept out with LIMA_LOAD_DRIVERS.
+    """
+    monkeypatch.setenv("LIMA_LOAD_DRIVERS", "fake" if request.param == "internal" else "")
+    if request.param == "internal":
+        monkeypatch.syspath_prepend(str(fake_site))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fake_site),
+                                                                       os.environ.get("PYTHONPATH")])))
+    else:
+        monkeypatch.setenv("LIMA_DRIVERS_PATH", str(driver_bin))
+    return request.param
+
+
+@pytest.fixture
+def fake_ssh(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path_factory.mktemp("fake-ssh")
+    fakessh.install(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+@pytest.fixture
+def fake_template(tmp_path: Path) -> Path:
+    image = tmp_path / "image.raw"
+    image.write_bytes(b"\0" * 65536)
+    path = tmp_path / "fake.yaml"
+    path.write_text(f"vmType: fake\nimages:\n- location: {image}\ncpus: 1\nmemory: 256MiB\ndisk: 1GiB\nmounts: []\n")
+    return path
+
+
+@pytest.fixture
+def instances(lima_home: Path) -> Iterator[list[str]]:
+    """Names to clean up: any instance still running at the end is stopped by force."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        if (lima_home / name).exists():
+            subprocess.run([sys.executable, "-m", "lima_core", "stop", "-f", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def leftovers(lima_home: Path) -> Any:
+    """A function listing live processes started for this LIMA_HOME (host agents, drivers, VMs).
+
+    Processes get 5 s to finish exiting (a host agent removes ha.pid before its interpreter exits).
+    """
+
+    def check() -> list[str]:
+        deadline = time.monotonic() + 5
+        while (found := _leftovers(lima_home)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found
+
+    return check
+
+
+def _leftovers(lima_home: Path) -> list[str]:
+    out = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["pid"] == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            continue
+        if env.get("LIMA_HOME") == str(lima_home):
+            out.append(f"{proc.info['pid']}: {' '.join(proc.info['cmdline'] or [])}")
+    return out

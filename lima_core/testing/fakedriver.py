@@ -11,6 +11,12 @@ executable. Its behaviour is steered from lima.yaml, under ``vmOpts.fake``:
 ``exitAfter: seconds``   the VM process exits by itself after that long
 ``ignoreTerm: true``     the VM process ignores SIGTERM (stop must kill it)
 ``hangValidate: seconds`` validate sleeps that long first (a driver that stops answering)
+``hangIn: {hook: seconds}`` that hook sleeps that long first (any hook called after configure, and
+                         inspect_status), having touched ``fake.hanging.<hook>`` in the instance directory
+``dieIn: hook``          the driver process SIGKILLs itself when that hook runs (``start``: once
+                         the VM process is up, so the VM is orphaned). External only: refused
+                         in-process, where it would kill the CLI or the host agent.
+``dynamicSSHAddress: true`` info reports dynamic_ssh_address, so the host agent calls ssh_address
 """
 
 from __future__ import annotations
@@ -63,12 +69,23 @@ class FakeDriver:
     def _pid_path(self) -> Path:
         return self.dir / filenames.pid_file(self.name)
 
+    def _fault(self, hook: str) -> None:
+        """Apply ``hangIn`` and ``dieIn`` for *hook* (nothing before configure: no lima.yaml yet)."""
+        if self.instance is None or self.instance.config is None:
+            return
+        opts = self._opts()
+        _hang(self.dir, opts, hook)
+        if opts.get("dieIn") == hook:
+            _die(hook)
+
     # -- Info and Configure ---------------------------------------------------------------
 
     @hookimpl
     def info(self) -> Info:
+        self._fault("info")
+        dynamic = bool(self.instance and self.instance.config and self._opts().get("dynamicSSHAddress"))
         return Info(name=self.name, instance_dir=self.instance.dir if self.instance else "",
-                    features=DriverFeatures(supported_image_formats=["raw", "qcow2"]))
+                    features=DriverFeatures(supported_image_formats=["raw", "qcow2"], dynamic_ssh_address=dynamic))
 
     @hookimpl
     def configure(self, instance: Instance) -> None:
@@ -81,9 +98,16 @@ class FakeDriver:
         opts = self._opts()
         if not isinstance(opts.get("startErrors", []), list):
             raise ConfigError("vmOpts.fake.startErrors must be a list of strings")
+        if not isinstance(opts.get("hangIn", {}), dict):
+            raise ConfigError("vmOpts.fake.hangIn must map hook names to seconds")
+        if opts.get("dieIn") and not _serving():
+            raise ConfigError("vmOpts.fake.dieIn needs the external fake driver (lima-driver-fake): "
+                              "in-process it would kill lima itself")
+        self._fault("configure")
 
     @hookimpl
     def validate(self) -> None:
+        self._fault("validate")
         time.sleep(float(self._opts().get("hangValidate", 0)))
         why = self._opts().get("invalid")
         if why:
@@ -97,12 +121,14 @@ class FakeDriver:
 
     @hookimpl
     def create(self) -> None:
+        self._fault("create")
         ident = self.dir / IDENTIFIER
         if not ident.exists() or not ident.read_text().strip():
             ident.write_text(f"{os.urandom(8).hex()}\n")
 
     @hookimpl
     def create_disk(self) -> None:
+        self._fault("create_disk")
         image, disk = self.dir / filenames.IMAGE, self.dir / filenames.DISK
         if not disk.exists() and image.exists():
             image.rename(disk)
@@ -110,6 +136,7 @@ class FakeDriver:
     @hookimpl
     def start(self) -> StartHandle:
         opts = self._opts()
+        _hang(self.dir, opts, "start")
         if opts.get("failStart"):
             raise StartFailed(str(opts["failStart"]))
         if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
@@ -123,6 +150,8 @@ class FakeDriver:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         pidfile.write(self._pid_path, proc.pid)
+        if opts.get("dieIn") == "start":
+            _die("start")
         # "Boot has begun" once the VM process is up and handles SIGTERM.
         marker = self.dir / RUNNING
         deadline = time.monotonic() + 10
@@ -135,6 +164,7 @@ class FakeDriver:
 
     @hookimpl
     def stop(self) -> None:
+        self._fault("stop")
         status = pidfile.read(self._pid_path, expect=VM_MODULE)
         proc = status.process
         if proc is not None:
@@ -149,14 +179,17 @@ class FakeDriver:
 
     @hookimpl
     def delete(self) -> None:
-        return None
+        self._fault("delete")
 
     @hookimpl
     def inspect_status(self, instance: Instance) -> str:
+        if instance.config is not None:
+            _hang(Path(instance.dir), instance.config.vm_opts_for(self.name), "inspect_status")
         return ""
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
+        self._fault("boot_scripts")
         return {"boot.Linux/10-fake.sh": b"#!/bin/sh\necho fake driver boot script\n"}
 
     # -- display --------------------------------------------------------------------------
@@ -182,6 +215,7 @@ class FakeDriver:
 
     @hookimpl
     def create_snapshot(self, tag: str) -> None:
+        self._fault("create_snapshot")
         path = self._snapshot(tag)
         if path.exists():
             raise DriverError(f"snapshot {tag!r} already exists")
@@ -216,11 +250,29 @@ class FakeDriver:
 
     @hookimpl
     def ssh_address(self) -> str:
+        self._fault("ssh_address")
         return "127.0.0.1"
 
     @hookimpl
     def additional_setup_for_ssh(self) -> None:
-        return None
+        self._fault("additional_setup_for_ssh")
+
+
+def _hang(inst_dir: Path, opts: dict, hook: str) -> None:
+    hang = opts.get("hangIn")
+    if isinstance(hang, dict) and hook in hang:
+        (inst_dir / f"fake.hanging.{hook}").touch()
+        time.sleep(float(hang[hook]))
+
+
+def _die(hook: str) -> None:
+    print(f"fake driver: dying in {hook} (vmOpts.fake.dieIn)", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _serving() -> bool:
+    """True in a ``lima-driver-*`` executable (the external driver), where dying kills only the driver."""
+    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("lima-driver-")
 
 
 def _kill(proc: subprocess.Popen) -> None:

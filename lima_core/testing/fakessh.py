@@ -10,9 +10,12 @@ exercised by the qemu end-to-end tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from .fakevm import ROOT, RUNNING
@@ -46,8 +49,21 @@ def main(argv: list[str]) -> int:
         command = command[1:]
     script = " ".join(command) or "true"
     root = inst_dir / ROOT
-    script = script.replace("/run/", f"{root}/run/")
+    script = script.replace("/run/", f"{_plain_path(root)}/run/")
     return subprocess.run(["sh", "-c", script], env={**os.environ, "HOME": str(root)}).returncode
+
+
+def _plain_path(root: Path) -> str:
+    """*root* as a path that is safe to paste into a shell script: itself, or a symlink to it (in the
+    temporary directory, named by a hash) when it holds spaces, quotes or other shell syntax."""
+    if shlex.quote(str(root)) == str(root):
+        return str(root)
+    link = Path(tempfile.gettempdir()) / f"lima-fakessh-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}"
+    try:
+        link.symlink_to(root)
+    except FileExistsError:
+        pass
+    return str(link)
 
 
 def install(bin_dir: Path) -> Path:

@@ -47,7 +47,8 @@ def test_garbage_and_missing(tmp_path: Path) -> None:
 
 def test_lima_written_file_must_name_the_owner_dir(tmp_path: Path) -> None:
     mine, other = tmp_path / "a", tmp_path / "ab"
-    proc = subprocess.Popen(["sleep", "30", f"--inst-dir={other}"])  # another instance's driver, as it looks
+    # another instance's driver, as it looks
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "sleep", f"--inst-dir={other}"])
     try:
         path = tmp_path / "x.pid"
         path.write_text(str(proc.pid))

@@ -1,0 +1,123 @@
+"""Host faults with the fake driver: concurrent commands on one instance, stop and delete during a start.
+
+(The host agent SIGKILLed, the VM killed, a failed start keeping the instance: tests/cli/test_lifecycle.py;
+with real QEMU: test_qemu_faults.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from faultkit import Kept, finish, lima_process, one_error_line, quick_status, set_faults, wait_for
+
+pytestmark = pytest.mark.usefixtures("fake_ssh")
+
+
+def _host_agents(lima_home: Path, name: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline", "status"])
+            if p.info["status"] != psutil.STATUS_ZOMBIE and p.info["cmdline"]
+            and p.info["cmdline"][-2:] == ["hostagent", name]
+            and p.environ().get("LIMA_HOME") == str(lima_home)]
+
+
+def test_two_starts_at_once(lima, driver_mode: str, fake_template: Path, lima_home: Path, instances: list[str],
+                            leftovers) -> None:
+    instances.append("twice")
+    lima("create", "--name", "twice", str(fake_template), ok=True)
+    first, second = lima_process("start", "twice"), lima_process("start", "twice")
+    results = [finish(first, 60), finish(second, 60)]
+    assert [code for code, _, _ in results] == [0, 0], results
+    said = sorted("READY" if "READY" in err else "already running" if "already running" in err else err
+                  for _, _, err in results)
+    assert said == ["READY", "already running"], results
+    assert quick_status("twice")["status"] == "Running"
+    assert len(_host_agents(lima_home, "twice")) == 1
+    lima("stop", "twice", ok=True)
+    assert leftovers() == []
+
+
+def test_stop_while_the_host_agent_is_starting_the_vm(lima, driver_mode: str, fake_template: Path,
+                                                      lima_home: Path, instances: list[str], leftovers) -> None:
+    """A stop request interrupts a driver call that hangs in the host agent (in-process or external)."""
+    instances.append("ss")
+    lima("create", "--name", "ss", str(fake_template), ok=True)
+    set_faults(lima_home, "ss", hangIn={"additional_setup_for_ssh": 300})
+    kept = Kept(lima_home / "ss")
+    start = lima_process("start", "ss")
+    wait_for(lambda: (lima_home / "ss" / "fake.hanging.additional_setup_for_ssh").exists(), what="the hang")
+    assert (lima_home / "ss" / "fakevm.running").exists()  # the VM is up
+    t0 = time.monotonic()
+    r = lima("stop", "ss", ok=True)
+    assert time.monotonic() - t0 < 20
+    assert "is stopped" in r.stderr
+    code, _, err = finish(start)
+    assert code == 1 and "failed to start: stopped (SIGINT) while starting" in err.strip().splitlines()[-1]
+    assert quick_status("ss")["status"] == "Stopped"
+    assert leftovers() == []
+    kept.check()
+
+
+def test_stop_while_the_cli_prepares(lima, external: Path, fake_template: Path, lima_home: Path,
+                                    instances: list[str], leftovers) -> None:
+    """Before the host agent runs, `lima stop` says the instance is busy (not "not running")."""
+    instances.append("sp")
+    lima("create", "--name", "sp", str(fake_template), ok=True)
+    set_faults(lima_home, "sp", hangIn={"create_disk": 300})
+    start = lima_process("start", "sp")
+    wait_for(lambda: (lima_home / "sp" / "fake.hanging.create_disk").exists(), what="the hang")
+    one_error_line(lima("stop", "sp"), "instance 'sp' is being started or changed by another lima command")
+    start.send_signal(2)
+    code, _, err = finish(start)
+    assert code == 130 and "lima: interrupted" in err
+    lima("stop", "-f", "sp", ok=True)  # the hung driver server
+    assert leftovers() == []
+
+
+def test_delete_during_a_start(lima, driver_mode: str, fake_template: Path, lima_home: Path, instances: list[str],
+                               leftovers) -> None:
+    instances.append("dd")
+    lima("create", "--name", "dd", str(fake_template), ok=True)
+    set_faults(lima_home, "dd", hangIn={"additional_setup_for_ssh": 300})
+    kept = Kept(lima_home / "dd")
+    start = lima_process("start", "dd")
+    wait_for(lambda: (lima_home / "dd" / "fake.hanging.additional_setup_for_ssh").exists(), what="the hang")
+    one_error_line(lima("delete", "dd"), "run `lima stop dd` first, or `lima delete -f dd`")
+    kept.check()
+    lima("delete", "-f", "dd", ok=True)
+    assert not (lima_home / "dd").exists()
+    code, _, err = finish(start)
+    assert code == 1 and "lima: instance 'dd' was deleted while it was starting" in err
+    assert not (lima_home / "dd").exists()  # waiting for the lock did not bring it back
+    assert leftovers() == []
+
+
+def test_waiting_for_the_lock_of_a_deleted_instance(short_tmp: Path) -> None:
+    """filelock recreates a lock file's directory: a command waiting while `delete` ran made a ghost."""
+    import threading
+
+    from lima_core import locks
+
+    d = short_tmp / "inst"
+    d.mkdir()
+    outcome: list[str] = []
+
+    def waiter() -> None:
+        try:
+            with locks.exclusive(d / "instance.lock", timeout=10):
+                outcome.append("acquired")
+        except locks.Gone:
+            outcome.append("gone")
+
+    with locks.exclusive(d / "instance.lock", timeout=1):
+        assert locks.held(d / "instance.lock")
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.2)
+        (d / "instance.lock").unlink()
+        d.rmdir()
+    t.join(5)
+    assert outcome == ["gone"] and not d.exists()
+    assert not locks.held(d / "instance.lock") and not d.exists()

@@ -1,0 +1,96 @@
+"""A driver that stops answering never freezes lima: every call has a deadline or yields to Ctrl-C
+(exit 130 and a clear message), and the next command handles the instance.
+
+Real `lima` processes, so Ctrl-C is a real SIGINT.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from faultkit import finish, lima_process, quick_status, set_faults, status, wait_for
+
+pytestmark = pytest.mark.usefixtures("fake_ssh")
+INTERRUPTED = "lima: interrupted; the instance is left as it was at that moment (`lima list` shows its state)"
+
+
+def _ctrl_c(proc, marker: Path) -> tuple[int, str]:
+    wait_for(marker.exists, what=marker.name)
+    time.sleep(0.3)  # well inside the hung call
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, 10)
+    assert time.monotonic() - t0 < 5, "Ctrl-C took too long"
+    return code, err
+
+
+def test_ctrl_c_during_a_hung_driver_call_in_the_cli(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                                     instances: list[str], leftovers) -> None:
+    """create_disk has no deadline (it may copy gigabytes): Ctrl-C must get through, in-process or external."""
+    instances.append("c")
+    lima("create", "--name", "c", str(fake_template), ok=True)
+    set_faults(lima_home, "c", hangIn={"create_disk": 300})
+    code, err = _ctrl_c(lima_process("start", "c"), lima_home / "c" / "fake.hanging.create_disk")
+    assert code == 130 and err.strip().splitlines()[-1] == INTERRUPTED, err
+    assert "Traceback" not in err
+    assert quick_status("c")["status"] == "Stopped"
+    set_faults(lima_home, "c")
+    lima("start", "c", ok=True)  # the lock is free, a hung external server is not reused blindly
+    lima("stop", "c", ok=True)
+    assert leftovers() == []
+
+
+def test_ctrl_c_while_the_host_agent_hangs_then_stop(lima, driver_mode: str, fake_template: Path,
+                                                     lima_home: Path, instances: list[str], leftovers) -> None:
+    """The CLI waits on a host agent whose driver hangs in start: Ctrl-C leaves it; `lima stop` ends it quickly."""
+    instances.append("h")
+    lima("create", "--name", "h", str(fake_template), ok=True)
+    set_faults(lima_home, "h", hangIn={"start": 300})
+    code, err = _ctrl_c(lima_process("start", "h"), lima_home / "h" / "fake.hanging.start")
+    assert code == 130 and err.strip().splitlines()[-1] == INTERRUPTED, err
+    t0 = time.monotonic()
+    r = lima("stop", "h", ok=True)
+    assert time.monotonic() - t0 < 20 and "is stopped" in r.stderr
+    assert quick_status("h")["status"] == "Stopped"
+    assert leftovers() == []
+
+
+def test_ctrl_c_during_a_stop_that_hangs_then_stop_f(lima, driver_mode: str, fake_template: Path,
+                                                     lima_home: Path, instances: list[str], leftovers) -> None:
+    instances.append("s")
+    lima("create", "--name", "s", str(fake_template), ok=True)
+    set_faults(lima_home, "s", hangIn={"stop": 300})
+    lima("start", "s", ok=True)
+    code, err = _ctrl_c(lima_process("stop", "s"), lima_home / "s" / "fake.hanging.stop")
+    assert code == 130 and err.strip().splitlines()[-1] == INTERRUPTED, err
+    lima("stop", "-f", "s", ok=True)
+    assert quick_status("s")["status"] == "Stopped"
+    assert leftovers() == []
+    set_faults(lima_home, "s")
+    lima("start", "s", ok=True)
+    lima("stop", "s", ok=True)
+    assert leftovers() == []
+
+
+def test_list_with_a_driver_that_does_not_answer(lima, external: Path, fake_template: Path, lima_home: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    for module in ("lima_core.external.client", "lima_core.external.status"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if hasattr(mod, "INSPECT_STATUS_TIMEOUT"):
+            monkeypatch.setattr(mod, "INSPECT_STATUS_TIMEOUT", 1.0)
+    lima("create", "--name", "l", str(fake_template), ok=True)
+    set_faults(lima_home, "l", hangIn={"inspect_status": 300})
+    t0 = time.monotonic()
+    inst = status(lima, "l")
+    assert time.monotonic() - t0 < 10
+    assert inst["status"] == "Broken" and "did not answer within" in inst["errors"][0], inst
+    lima("delete", "-f", "l", ok=True)  # the next command handles it
+    assert not (lima_home / "l").exists()
