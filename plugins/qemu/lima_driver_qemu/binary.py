@@ -10,13 +10,18 @@
   and ``-cpu help`` outputs, matched by substring as Lima does.
 
 Results that cost a process run are cached per executable (path, size and
-mtime), so validate and start do not pay twice.
+mtime): in the process, and in ``<cache dir>/qemu-binary-probe.json`` (Lima's
+cache dir, beside the KVM probe's), so ``lima start``, its host agent and a
+driver process do not each run QEMU five times before starting it. Only
+complete answers are kept on disk; a new or rebuilt QEMU is asked again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import os
 import re
@@ -24,8 +29,13 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+from lima_core import dirnames
 from lima_core.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,10 @@ _VERSION = re.compile(r"^QEMU emulator version (\d+)\.(\d+)\.(\d+)")
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
 #: how long one ``qemu-system-* ... help`` may take
 HELP_TIMEOUT = 30.0
+CACHE_FILE = "qemu-binary-probe.json"
+#: bump when what is stored changes, to forget old entries
+CACHE_FORMAT = 1
+_CACHE_ENTRIES = 16
 
 Version = tuple[int, int, int]
 
@@ -142,10 +156,15 @@ def version(exe: str) -> Version:
 
 @functools.lru_cache(maxsize=16)
 def _version(stamp: tuple[str, int, int]) -> Version:
+    cached = _cached(stamp, "version")
+    if isinstance(cached, list) and len(cached) == 3 and all(isinstance(n, int) for n in cached):
+        return (cached[0], cached[1], cached[2])
     proc = _run(stamp[0], "--version")
     if proc.returncode != 0:
         raise ValueError(f"`{stamp[0]} --version` exited with status {proc.returncode}: {proc.stderr.strip()}")
-    return parse_version(proc.stdout)
+    found = parse_version(proc.stdout)
+    _store(stamp, "version", list(found))
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +197,10 @@ def features(exe: str, machine: str) -> Features:
 
 @functools.lru_cache(maxsize=16)
 def _features(stamp: tuple[str, int, int], machine: str) -> Features:
+    cached = _cached(stamp, f"features:{machine}")
+    fields = {f.name for f in dataclasses.fields(Features)}
+    if isinstance(cached, dict) and set(cached) == fields and all(isinstance(v, str) for v in cached.values()):
+        return Features(**cached)
     exe = stamp[0]
     out: dict[str, str] = {}
     for field, args in (("accel_help", ("-M", "none", "-accel", "help")),
@@ -196,4 +219,53 @@ def _features(stamp: tuple[str, int, int], machine: str) -> Features:
             continue
         # Old versions print help on stderr.
         out[field] = proc.stdout or proc.stderr
+    if len(out) == 4:  # every probe answered
+        _store(stamp, f"features:{machine}", out)
     return Features(**out)
+
+
+# -- the cache on disk ----------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+
+
+def _cache_path() -> Path:
+    return dirnames.cache_dir() / CACHE_FILE
+
+
+def _cache_key(stamp: tuple[str, int, int]) -> str:
+    return hashlib.sha256(json.dumps([CACHE_FORMAT, *stamp]).encode()).hexdigest()[:32]
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        with open(_cache_path()) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _cached(stamp: tuple[str, int, int], what: str) -> Any:
+    entry = _read_cache().get(_cache_key(stamp))
+    return entry.get(what) if isinstance(entry, dict) else None
+
+
+def _store(stamp: tuple[str, int, int], what: str, value: Any) -> None:
+    """Record *value*; a cache that cannot be written is only a slower next start."""
+    path = _cache_path()
+    with _cache_lock:
+        entries = _read_cache()
+        entry = entries.get(_cache_key(stamp))
+        entry = entry if isinstance(entry, dict) else {"exe": stamp[0]}
+        entry[what] = value
+        entry["at"] = time.time()
+        entries[_cache_key(stamp)] = entry
+        newest = sorted(entries.items(), key=lambda kv: kv[1].get("at", 0) if isinstance(kv[1], dict) else 0)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(dict(newest[-_CACHE_ENTRIES:])) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
