@@ -123,7 +123,9 @@ def _decode(hint: Any, value: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
         (item,) = typing.get_args(hint)
-        return [_decode(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        # A null entry of a list of models is an empty model, as Go decodes it; validation names what is missing.
+        empty = isinstance(item, type) and issubclass(item, JSONModel)
+        return [_decode(item, {} if v is None and empty else v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")

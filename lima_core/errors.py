@@ -9,6 +9,10 @@ the host sees the same type either way.
 
 from __future__ import annotations
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class LimaError(Exception):
     """Base class: something the user can understand and act on."""
@@ -23,7 +27,9 @@ class LimaError(Exception):
 
     @property
     def message(self) -> str:
-        return str(self.args[0]) if self.args else self.kind
+        """The message as one line: control characters from user input (a path, a key) are escaped."""
+        text = str(self.args[0]) if self.args else self.kind
+        return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 _KINDS: dict[str, type[LimaError]] = {"LimaError": LimaError}

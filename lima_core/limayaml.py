@@ -142,6 +142,8 @@ def _merge_by_key(layers: list[list[Any]], field: str) -> list[Any]:
     for layer in layers:
         for item in layer:
             key = item.get(field) or item.get("location") if isinstance(item, dict) else None
+            if not isinstance(key, (str, int, float, bool)):
+                key = None  # a wrongly typed entry is merged as is; validation reports it
             if key is not None and key in index:
                 out[index[key]] = _deep_merge(out[index[key]], item)
             else:

@@ -251,7 +251,8 @@ def _merge_keyed(top: list[Any], base: list[Any], field: str) -> list[Any]:
     def key_of(item: Any) -> Any:
         if not isinstance(item, dict):
             return None
-        return item.get(field) or (item.get("location") if field == "mountPoint" else None)
+        key = item.get(field) or (item.get("location") if field == "mountPoint" else None)
+        return key if isinstance(key, (str, int, float, bool)) else None  # a wrong type: validation says so
 
     top_keys = {key_of(i) for i in top} - {None}
     return list(top) + [i for i in base if key_of(i) is None or key_of(i) not in top_keys]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lima_core import limayaml, store, templates, yamlfile
@@ -64,6 +64,7 @@ def _as_template(text: str) -> None:
 
 @FUZZ
 @given(yaml_texts)
+@example("base: [{url: [x]}]\nmounts: [{location: [1]}]\n")
 def test_yaml_loader_on_arbitrary_text(text: str) -> None:
     for load in (lambda: limayaml.load_text(text, "fuzz.yaml", warn_unknown=True),
                  lambda: yamlfile.load(text, "fuzz.yaml"), lambda: _as_template(text)):
@@ -75,6 +76,12 @@ def test_yaml_loader_on_arbitrary_text(text: str) -> None:
 
 @FUZZ
 @given(lima_yamls)
+# What the fuzzing found once, kept so that it is tried on every run:
+@example({"mounts": [{"location": []}]})
+@example({"mounts": [None]})
+@example({"images": [None]})
+@example({"cpuType": {"\r": False}})
+@example({"base": "\n"})
 def test_yaml_loader_on_structured_but_wrong_data(data: dict[str, Any]) -> None:
     try:
         limayaml.from_data(data, "fuzz.yaml")
