@@ -347,6 +347,9 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
                          options=protocol.SERVER_OPTIONS)
     stop = threading.Event()
     protocol.add_servicers(server, *_build_servicers(_Servicer(sessions, instance_dir, stop)))
+    # Before the socket exists: a host may signal us as soon as it sees it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         port = server.add_insecure_port(protocol.unix_target(str(sock)))
@@ -355,8 +358,6 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     if not port:
         log.error("cannot listen on %s", sock)
         return 1
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     server.start()
     log.info("driver %s serving on %s (pid %d)", sessions.name, sock, os.getpid())
     try:
