@@ -51,6 +51,7 @@ log = logging.getLogger("lima_core.hostagent")
 SSH_POLL_INTERVAL = 0.3
 SSH_CONNECT_TIMEOUT = 2
 READY_TIMEOUT = 600.0
+BOOT_DONE_SCRIPT = "cat /run/lima-boot-done 2>/dev/null || true"
 
 
 class _JSONFormatter(logging.Formatter):
@@ -110,6 +111,7 @@ class HostAgent:
         self.stop_reason = ""
         self.errors: list[str] = []
         self.ssh_local_port = 0
+        self.ssh_address = "127.0.0.1"
         self.host: DriverHost | None = None
         self.inst: Instance | None = None
         self._emit_lock = threading.Lock()
@@ -177,7 +179,8 @@ class HostAgent:
         self.ssh_local_port = inst.ssh_local_port or port
         info = self.host.info()
         user = guest_user(inst.config)
-        sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, inst.ssh_address or "127.0.0.1")
+        self.ssh_address = inst.ssh_address or "127.0.0.1"
+        sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, self.ssh_address)
         self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
                                       self.ssh_local_port)
         _InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)
@@ -186,8 +189,8 @@ class HostAgent:
         handle = self.host.start()
         self.host.additional_setup_for_ssh()
         if info.features.dynamic_ssh_address:
-            address = self.host.ssh_address()
-            sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, address)
+            self.ssh_address = self.host.ssh_address()
+            sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, self.ssh_address)
         if inst.config.video is not None and inst.config.video.display == "vnc":
             self._setup_vnc()
         return handle
@@ -226,20 +229,15 @@ class HostAgent:
         deadline = time.monotonic() + READY_TIMEOUT
         self.emit(message="Waiting for SSH")
         ssh = sshutil.command(self.inst_dir, self.name, connect_timeout=SSH_CONNECT_TIMEOUT, tty=False)
-        script = "cat /run/lima-boot-done 2>/dev/null || true"
         ssh_ok = False
         while not self.stopping.is_set():
-            try:
-                proc = subprocess.run([*ssh, "--", script], stdin=subprocess.DEVNULL, capture_output=True,
-                                      text=True, timeout=SSH_CONNECT_TIMEOUT + 8)
-            except subprocess.TimeoutExpired:
-                proc = None
-            if proc is not None and proc.returncode == 0:
+            done = boot_done(ssh, self.ssh_address, self.ssh_local_port, give_up=self.stopping.is_set)
+            if done is not None:
                 if not ssh_ok:
                     ssh_ok = True
                     log.info("SSH is ready")
                     self.emit(message="SSH is ready; waiting for the boot scripts")
-                if proc.stdout.strip() == iid:
+                if done == iid:
                     log.info("the guest has run its boot scripts")
                     self.emit(running=True, message="The guest has run its boot scripts")
                     return
@@ -291,6 +289,23 @@ class HostAgent:
         with contextlib.suppress(Exception):
             status.process.kill()
             pidfile.wait_exit(status.process, 10)
+
+
+def boot_done(ssh: list[str], host: str, port: int, give_up: Any = lambda: False) -> str | None:
+    """One try of the readiness test: ``/run/lima-boot-done`` over *ssh*, or None when ssh failed.
+
+    ssh runs once the guest's SSH server has sent its banner on host:port, or
+    after SSH_CONNECT_TIMEOUT + SSH_POLL_INTERVAL without one (as often as
+    before there was a banner check). ``python -m benchmarks`` times raw QEMU
+    with this same test.
+    """
+    sshutil.wait_banner(host, port, SSH_CONNECT_TIMEOUT + SSH_POLL_INTERVAL, give_up)
+    try:
+        proc = subprocess.run([*ssh, "--", BOOT_DONE_SCRIPT], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=SSH_CONNECT_TIMEOUT + 8)
+    except subprocess.TimeoutExpired:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 class _InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

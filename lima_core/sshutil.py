@@ -10,8 +10,12 @@ caller's pipes open.
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import filelock
@@ -112,3 +116,54 @@ def command(inst_dir: Path, name: str, *, connect_timeout: float | None = None, 
     elif tty is False:
         args.append("-T")
     return args + [host_alias(name)]
+
+
+def wait_banner(host: str, port: int, timeout: float, give_up: Callable[[], bool] = lambda: False,
+                interval: float = 0.3) -> bool:
+    """Wait while host:port holds connections without an SSH banner; True once a banner (``SSH-...``) comes.
+
+    QEMU's user network accepts a forwarded connection before the guest
+    listens, then holds it: an ssh started then waits out its whole
+    ConnectTimeout. So a new connection is tried every *interval* seconds and
+    the first banner ends the wait: the guest's server is seen within
+    *interval* of starting. A connection refused or closed without a banner
+    ends it too (False): nothing is holding the port, and ssh finds that out
+    as fast. So do *timeout*, and ``give_up()`` turning true.
+    """
+    deadline = time.monotonic() + timeout
+    tries: dict[socket.socket, bytes] = {}
+    next_try = 0.0
+    with selectors.DefaultSelector() as sel:
+        try:
+            while not give_up():
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if now >= next_try:
+                    next_try = now + interval
+                    try:
+                        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+                    except OSError:
+                        return False
+                    s.setblocking(False)
+                    s.connect_ex((host, port))
+                    sel.register(s, selectors.EVENT_READ)
+                    tries[s] = b""
+                for key, _ in sel.select(timeout=max(0.0, min(next_try, deadline) - time.monotonic())):
+                    s = key.fileobj  # type: ignore[assignment]
+                    try:
+                        data = s.recv(256)
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # refused or reset
+                        data = b""
+                    seen = tries[s] + data
+                    if b"SSH-" in seen:
+                        return True
+                    if not data or b"\n" in seen or len(seen) > 1024:
+                        return False  # closed, or not SSH: ssh will say what it is
+                    tries[s] = seen
+            return False
+        finally:
+            for s in tries:
+                s.close()
