@@ -1,0 +1,58 @@
+"""B4: ``lima --version`` and ``lima list`` (no instances) against ``python -c "import typer"``.
+
+Each run is a fresh process, timed from spawn to exit. Besides the time, one
+extra run under ``python -X importtime`` lists what each command imported, to
+show that no grpc and no driver is loaded on these paths.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from . import _env, _timing
+
+ID = "B4"
+TARGET = 1.5
+#: imports that must not happen on these paths, and a few worth knowing about
+FORBIDDEN = ("grpc", "google.protobuf", "lima_driver_", "lima_core.external.client", "lima_core.protocol")
+NOTABLE = ("pluggy", "pydantic", "yaml", "psutil", "rich", "importlib.metadata")
+
+
+def imported(argv: list[str], env: dict[str, str]) -> list[str]:
+    """Module names the command imported (``-X importtime``)."""
+    script = argv[0] if len(argv) == 1 or argv[1] != "-m" else None
+    cmd = [_env.python(), "-X", "importtime", *(argv if script is None else [script, *argv[1:]])]
+    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    names = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name != "imported package":
+                names.append(name)
+    return names
+
+
+def _import_report(names: list[str]) -> dict[str, object]:
+    bad = sorted({n for n in names if n.startswith(FORBIDDEN)})
+    notable = sorted({p for p in NOTABLE if any(n == p or n.startswith(p + ".") for n in names)})
+    return {"modules": len(names), "forbidden_imports": bad, "notable_imports": notable}
+
+
+def run(opts: _env.Options) -> list[_timing.Row]:
+    lima = _env.lima_command()
+    with _env.private_home(opts, "lb4") as home:
+        env = _env.env(home)
+        floor = [_env.python(), "-c", "import typer"]
+        cases = {"floor": _env.spawn_case(floor, env), "version": _env.spawn_case([*lima, "--version"], env),
+                 "list": _env.spawn_case([*lima, "list"], env)}
+        cpu: dict[str, list[float]] = {}
+        samples = _timing.interleaved(cases, opts.runs, opts.warmup, cpu)
+        rows = []
+        for key, what in (("version", "lima --version"), ("list", "lima list (0 instances)")):
+            argv = [*lima, "--version"] if key == "version" else [*lima, "list"]
+            report = _import_report(imported(argv, env))
+            report["met"] = not report["forbidden_imports"]
+            report.update(_timing.cpu_extra(cpu, key, "floor"))
+            rows.append(_timing.row(ID, what, "ms", samples[key], 'python -c "import typer"', samples["floor"],
+                                    factor=1000, target=TARGET, extra=report))
+    return rows
