@@ -161,7 +161,7 @@ def unknown_fields(cfg: LimaYAML) -> list[str]:
         if isinstance(obj, JSONModel):
             for k in obj.extra:
                 if not (path == "" and k in KNOWN_UNMODELLED) and k not in ("sshfs", "variant", "archVariant"):
-                    found.append(f"{path}.{k}" if path else k)
+                    found.append(f"{path}.{k}" if path else str(k))  # a key may be a number (`1: x`)
             for f in obj.__dataclass_fields__:
                 if f != "extra":
                     walk(getattr(obj, f), f"{path}.{_key(obj, f)}" if path else _key(obj, f))

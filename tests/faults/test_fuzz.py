@@ -65,6 +65,7 @@ def _as_template(text: str) -> None:
 @FUZZ
 @given(yaml_texts)
 @example("base: [{url: [x]}]\nmounts: [{location: [1]}]\n")
+@example("1:")
 def test_yaml_loader_on_arbitrary_text(text: str) -> None:
     for load in (lambda: limayaml.load_text(text, "fuzz.yaml", warn_unknown=True),
                  lambda: yamlfile.load(text, "fuzz.yaml"), lambda: _as_template(text)):
