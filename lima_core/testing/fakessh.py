@@ -58,7 +58,11 @@ def _plain_path(root: Path) -> str:
     temporary directory, named by a hash) when it holds spaces, quotes or other shell syntax."""
     if shlex.quote(str(root)) == str(root):
         return str(root)
-    link = Path(tempfile.gettempdir()) / f"lima-fakessh-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}"
+    tmp = Path(tempfile.gettempdir())
+    for old in tmp.glob("lima-fakessh-*"):  # links of instances deleted since
+        if old.is_symlink() and not old.exists():
+            old.unlink(missing_ok=True)
+    link = tmp / f"lima-fakessh-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}"
     try:
         link.symlink_to(root)
     except FileExistsError:
