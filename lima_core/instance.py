@@ -185,10 +185,11 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         if inst.driver_pid:
             raise InstanceError(f"the VM of instance {name!r} is still running without its host agent "
                                 f"(pid {inst.driver_pid}); run `lima stop -f {name}` first")
-        external = registry.discover().get(inst.vm_type).is_external
+        reg = registry.discover()
+        external = reg.get(inst.vm_type).is_external
         _say(progress, f"Starting the instance {name!r} with {'external' if external else 'internal'} "
                        f"VM driver {inst.vm_type!r}")
-        host = load_driver(inst)
+        host = load_driver(inst, reg=reg)
         host.validate()
         host.create()
         prepare(inst, host, progress, download_progress)
