@@ -29,6 +29,8 @@ def shell(
     parts = []
     if workdir:
         parts.append(f"cd {shlex.quote(workdir)} || exit 1")
+    if command and command[0] == "--":  # `lima shell NAME -- cmd`: the separator is ours, not the guest's
+        command = command[1:]
     if command:
         parts.append("exec " + shlex.join(command))
     else:

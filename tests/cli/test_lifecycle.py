@@ -42,6 +42,8 @@ def test_start_shell_stop_start_delete(lima, driver_mode: str, fake_template: Pa
 
     r = lima("shell", "life", "echo", "hello", ok=True)
     assert r.stdout.strip() == "hello"
+    r = lima("shell", "life", "--", "echo", "separated", ok=True)
+    assert r.stdout.strip() == "separated"
     r = lima("shell", "life", "sh", "-c", "exit 7")
     assert r.exit_code == 7
     r = lima("shell", "--workdir", "/", "life", "pwd", ok=True)
