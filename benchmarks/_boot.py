@@ -272,11 +272,13 @@ def measure(opts: _env.Options) -> dict[str, Any]:
     return result
 
 
-def own_time(runs: list[dict[str, float]]) -> list[float]:
-    """lima's own seconds per run: to QEMU's exec, plus from SSH-ready to the command's exit."""
-    return [r["own"] for r in runs if "own" in r]
+def own_time(runs: list[dict[str, float]], measured: int) -> list[float]:
+    """lima's own seconds in each of the last *measured* runs (the warm-ups came first): to QEMU's
+    exec, plus from SSH-ready to the command's exit."""
+    return [r["own"] for r in runs[-measured:] if "own" in r]
 
 
-def milestone_medians(runs: list[dict[str, float]]) -> dict[str, float]:
+def milestone_medians(runs: list[dict[str, float]], measured: int) -> dict[str, float]:
+    runs = runs[-measured:]
     keys = sorted({k for r in runs for k in r})
     return {k: round(_timing.median([r[k] for r in runs if k in r]), 3) for k in keys}

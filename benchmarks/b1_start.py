@@ -15,9 +15,9 @@ TARGET = 1.10
 def run(opts: _env.Options) -> list[_timing.Row]:
     boot = _boot.measure(opts)
     s = boot["samples"]
-    extra = {"runs": boot["runs"], "milestones_s": _boot.milestone_medians(boot["milestones"]["internal"]),
+    extra = {"runs": boot["runs"], "milestones_s": _boot.milestone_medians(boot["milestones"]["internal"], boot["runs"]),
              "qemu_argv": boot["qemu_argv"]}
-    own = _boot.own_time(boot["milestones"]["internal"])
+    own = _boot.own_time(boot["milestones"]["internal"], boot["runs"])
     floor = _timing.median(s["raw"])
     modelled = _timing.Row(id=ID, what="lima start → SSH-ready, as raw QEMU's median + lima's own time", unit="s",
                            value=floor + _timing.median(own), floor="raw qemu, same arguments → SSH-ready",

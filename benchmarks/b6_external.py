@@ -16,9 +16,9 @@ TARGET = 1.03
 def run(opts: _env.Options) -> list[_timing.Row]:
     boot = _boot.measure(opts)
     s = boot["samples"]
-    extra = {"runs": boot["runs"], "milestones_s": _boot.milestone_medians(boot["milestones"]["external"])}
-    own_ext = _boot.own_time(boot["milestones"]["external"])
-    own_int = _boot.own_time(boot["milestones"]["internal"])
+    extra = {"runs": boot["runs"], "milestones_s": _boot.milestone_medians(boot["milestones"]["external"], boot["runs"])}
+    own_ext = _boot.own_time(boot["milestones"]["external"], boot["runs"])
+    own_int = _boot.own_time(boot["milestones"]["internal"], boot["runs"])
     floor = _timing.median(s["internal"])
     extra_own = _timing.median(own_ext) - _timing.median(own_int)
     modelled = _timing.Row(id=ID, what="lima start, qemu external, as internal's median + the own-time difference",
