@@ -175,6 +175,10 @@ class HostAgent:
         configured = inst.config.ssh.local_port or 0
         port = configured if configured > 0 else free_port()
         self.host = instance.load_driver(inst, ssh_local_port=port)
+        # `lima start` leaves these to the host agent when the instance has its disk; all are idempotent.
+        self.host.validate()
+        self.host.create()
+        self.host.create_disk()
         self.ssh_local_port = inst.ssh_local_port or port
         info = self.host.info()
         user = guest_user(inst.config)

@@ -170,32 +170,46 @@ def hostagent_command(name: str) -> list[str]:
 
 
 def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None,
-          download_progress: download.Progress | None = None) -> Instance | None:
+          download_progress: download.Progress | None = None) -> bool:
     """Start the host agent and wait until the instance is Running.
 
-    Returns None when the instance was already running.
+    Returns False when the instance was already running.
     """
     inst_dir = store.existing_dir(name)
     with instance_lock(inst_dir, timeout=30):
         if host_agent_running(inst_dir):
-            return None
-        inst = store.inspect(name)
+            return False
+        # The VM's pid file says whether it runs without its host agent; asking the driver
+        # would cost an external driver one more process (and the host agent asks it anyway).
+        inst = store.inspect(name, driver_status=False)
         if inst.errors and inst.config is None:
             raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
         if inst.driver_pid:
             raise InstanceError(f"the VM of instance {name!r} is still running without its host agent "
                                 f"(pid {inst.driver_pid}); run `lima stop -f {name}` first")
         reg = registry.discover()
-        external = reg.get(inst.vm_type).is_external
-        _say(progress, f"Starting the instance {name!r} with {'external' if external else 'internal'} "
+        entry = reg.get(inst.vm_type)
+        _say(progress, f"Starting the instance {name!r} with {'external' if entry.is_external else 'internal'} "
                        f"VM driver {inst.vm_type!r}")
-        host = load_driver(inst, reg=reg)
-        host.validate()
-        host.create()
-        prepare(inst, host, progress, download_progress)
+        if not (inst_dir / filenames.DISK).exists():
+            # The image is fetched here, where a progress bar can be shown. Otherwise the host
+            # agent alone validates and prepares (it does anyway): one driver load, not two.
+            host = load_driver(inst, reg=reg)
+            host.validate()
+            host.create()
+            prepare(inst, host, progress, download_progress)
         _check_space(inst_dir)
-        ha = _spawn_host_agent(inst_dir, name)
-    return _wait_running(name, inst_dir, ha, timeout, progress)
+        if entry.is_external:
+            # Its start overlaps the host agent's; the host agent's connect waits for it.
+            supervisor.launch(entry.location, entry.name, inst_dir)
+        try:
+            ha = _spawn_host_agent(inst_dir, name)
+        except BaseException:
+            if entry.is_external:
+                supervisor.stop_servers(inst_dir, force=True)
+            raise
+    _wait_running(name, inst_dir, ha, timeout, progress)
+    return True
 
 
 def _check_space(inst_dir: Path) -> None:
@@ -238,7 +252,7 @@ def _tail(inst_dir: Path, lines: int = 3) -> str:
 
 
 def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
-                  progress: Progress | None) -> Instance:
+                  progress: Progress | None) -> None:
     deadline = time.monotonic() + timeout
     for event in events.follow(inst_dir / filenames.HOST_AGENT_STDOUT_LOG,
                                stop=lambda: ha.poll() is not None or time.monotonic() > deadline):
@@ -253,7 +267,7 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
         if event.running:
             if event.degraded:
                 log.warning("instance %r is running but degraded: %s", name, "; ".join(event.errors))
-            return store.inspect(name)
+            return
     if ha.poll() is not None:
         if ha.returncode < 0:
             # Killed: by a `lima stop -f` or `lima delete -f` that holds the lock while it cleans up.

@@ -45,7 +45,7 @@ def start(
         result = instance.start(inst_name, timeout=wait, progress=info, download_progress=callback)
     finally:
         progress.stop()
-    if result is None:
+    if not result:
         info(f"Instance {inst_name!r} is already running.")
         return
     info(f"READY. Run `lima shell {inst_name}` to open a shell in the instance.")

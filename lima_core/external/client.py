@@ -34,7 +34,6 @@ from ..limatype import Instance
 from ..starthandle import StartHandle
 from . import supervisor
 
-SESSION_KEY = "lima-session"
 INSPECT_STATUS_TIMEOUT = 10.0
 #: The hooks of Lima's Driver interface: what a plain Lima driver serves.
 LIMA_HOOKS = frozenset(h for h in hookspecs.HOOKS if h in protocol.WIRE and not protocol.WIRE[h].extension) | {
@@ -50,7 +49,7 @@ class Connection:
         self._dial = _DialPath(server.socket)
         self._channel = protocol.channel(self._dial.path)
         self._driver, self._ext = protocol.stubs(self._channel)
-        self._metadata = ((SESSION_KEY, uuid.uuid4().hex),)
+        self._metadata = ((protocol.SESSION_KEY, uuid.uuid4().hex),)
 
     def close(self) -> None:
         self._channel.close()

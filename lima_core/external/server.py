@@ -42,7 +42,6 @@ import grpc
 from .. import filenames, protocol
 from ..errors import LimaError
 from ..host import DriverHost
-from .client import SESSION_KEY
 
 log = logging.getLogger("lima_core.driver")
 
@@ -69,7 +68,7 @@ class _Sessions:
         self.name = self.template.name
 
     def get(self, context: grpc.ServicerContext) -> tuple[str, DriverHost]:
-        session = dict(context.invocation_metadata()).get(SESSION_KEY, "")
+        session = dict(context.invocation_metadata()).get(protocol.SESSION_KEY, "")
         if self._shared is not None:
             return session, self._shared
         with self._lock:

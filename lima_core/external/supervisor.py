@@ -1,8 +1,8 @@
 """Host side of external driver processes: find, spawn, wait for, and stop them.
 
 One server per (instance, driver): ``<inst-dir>/<name>.drv.sock``. A server
-whose socket answers is reused; otherwise ``<path> --inst-dir <dir>`` is
-spawned in its own session (it outlives the spawner, as in Lima), with stderr
+whose socket answers is reused, one still starting is waited for; otherwise
+``<path> --inst-dir <dir>`` is spawned in its own session (it outlives the spawner, as in Lima), with stderr
 appended to ``driver.stderr.log`` and its pid written to ``<name>.drv.pid``.
 """
 
@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -89,21 +90,50 @@ def answers(sock: Path, timeout: float = DIAL_TIMEOUT) -> bool:
 
 
 def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
-    """Reuse the instance's server for *name*, or spawn one and wait for its socket."""
+    """Reuse the instance's server for *name*, or spawn one and wait for its socket.
+
+    A server still starting (its pid file names a live driver process of this
+    instance, spawned by :func:`launch` or by another command) is waited for,
+    not duplicated; one that does not answer within *timeout* is stopped, and
+    one that exited is replaced.
+    """
     sock = socket_path(instance_dir, name)
+    pid_path = instance_dir / filenames.driver_pid_file(name)
     if answers(sock):
-        pid_path = instance_dir / filenames.driver_pid_file(name)
         running = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir, prune=False)
         return Server(name, path, sock, reused=running.process)
+    starting = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir).process
+    if starting is not None:
+        if _wait_socket(sock, timeout, alive=lambda: _running(starting)):
+            return Server(name, path, sock, reused=starting)
+        if _running(starting):
+            terminate(starting, force=True)
+            pidfile.remove(pid_path)
+            raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
+                                     f"{timeout:g} s; see {instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG}")
+        pidfile.remove(pid_path)  # it exited: a fresh spawn says how, or works
     return spawn(path, name, instance_dir, timeout)
 
 
-def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
-    sock = socket_path(instance_dir, name)
+def launch(path: str, name: str, instance_dir: Path) -> None:
+    """Get the driver server starting, without waiting for its socket.
+
+    For a caller that will not talk to the driver itself: the next
+    :func:`ensure_server` (in another process, usually) waits for it. Nothing
+    is spawned when a server of *name* already answers or is starting.
+    """
+    if answers(socket_path(instance_dir, name)):
+        return
+    pid_path = instance_dir / filenames.driver_pid_file(name)
+    if pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir).process is not None:
+        return
+    _popen(path, name, instance_dir)
+
+
+def _popen(path: str, name: str, instance_dir: Path) -> subprocess.Popen:
+    """Spawn the driver server and write its pid file."""
     instance_dir.mkdir(parents=True, exist_ok=True)
-    log_path = instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG
-    log_start = log_path.stat().st_size if log_path.exists() else 0
-    with open(log_path, "ab") as log:
+    with open(instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG, "ab") as log:
         try:
             proc = subprocess.Popen([path, "--inst-dir", str(instance_dir)], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, close_fds=True)
@@ -115,22 +145,47 @@ def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEO
     except OSError as exc:
         _kill(proc)
         raise DriverProcessError(f"cannot write {pid_path}: {exc.strerror}") from exc
+    return proc
 
+
+def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
+    """Spawn the driver server and wait until its socket accepts."""
+    sock = socket_path(instance_dir, name)
+    log_path = instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    proc = _popen(path, name, instance_dir)
+    pid_path = instance_dir / filenames.driver_pid_file(name)
+    if _wait_socket(sock, timeout, alive=lambda: proc.poll() is None):
+        return Server(name, path, sock, proc)
+    code = proc.poll()
+    if code is not None:
+        pidfile.remove(pid_path)
+        tail = _tail(log_path, log_start)
+        raise DriverProcessError(f"external driver {name} ({path}) exited with status {code} before creating "
+                                 f"its socket" + (f": {tail}" if tail else ""))
+    _kill(proc)
+    pidfile.remove(pid_path)
+    raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
+                             f"{timeout:g} s; see {log_path}")
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE  # a zombie: exited, its parent has not reaped it yet
+    except psutil.Error:
+        return False
+
+
+def _wait_socket(sock: Path, timeout: float, alive: Callable[[], bool]) -> bool:
+    """Wait until *sock* accepts; False when the process is gone (``alive()`` false) or *timeout* passed."""
     deadline = time.monotonic() + timeout
     while True:
-        code = proc.poll()
-        if code is not None:
-            pidfile.remove(pid_path)
-            tail = _tail(log_path, log_start)
-            raise DriverProcessError(f"external driver {name} ({path}) exited with status {code} before creating "
-                                     f"its socket" + (f": {tail}" if tail else ""))
+        if not alive():
+            return False
         if answers(sock, timeout=0.5):
-            return Server(name, path, sock, proc)
+            return True
         if time.monotonic() >= deadline:
-            _kill(proc)
-            pidfile.remove(pid_path)
-            raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
-                                     f"{timeout:g} s; see {log_path}")
+            return False
         time.sleep(POLL_INTERVAL)
 
 

@@ -32,6 +32,8 @@ PROTOCOL_VERSION = 1
 #: Lima's message limit, applied to both directions (Lima's server keeps 4 MiB).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 ERROR_KIND_KEY = "lima-error-kind"
+#: Call metadata naming the client, so a lima-core server keeps one driver object per client.
+SESSION_KEY = "lima-session"
 SERVICE = "Driver"
 EXT_SERVICE = "lima_core.v1.DriverExtensions"
 

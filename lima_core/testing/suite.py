@@ -67,5 +67,12 @@ class TestLimaDriver(ConformanceSuite):
         """Short directories: a driver's unix sockets live in the instance directory (104 bytes at most)."""
         import tempfile
 
+        from ..external import supervisor
+
         with tempfile.TemporaryDirectory(prefix="lk-", dir="/tmp" if os.path.isdir("/tmp") else None) as d:
             yield Path(d)
+            # External driver servers live in these instance directories: stop them before
+            # the directories go (the session-end cleanup would no longer find their pid files).
+            for sub in Path(d).iterdir():
+                if sub.is_dir():
+                    supervisor.stop_servers(sub, force=True)

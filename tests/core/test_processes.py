@@ -66,6 +66,44 @@ def test_reuses_a_server_that_answers(inst_dir: Path, driver_bin: Path) -> None:
     assert not (inst_dir / "fake.drv.sock").exists() and not (inst_dir / "fake.drv.pid").exists()
 
 
+def test_a_launched_server_is_waited_for_not_duplicated(inst_dir: Path, driver_bin: Path) -> None:
+    exe = str(driver_bin / "lima-driver-fake")
+    supervisor.launch(exe, "fake", inst_dir)  # returns at once; `lima start` does this before the host agent
+    launched = int((inst_dir / "fake.drv.pid").read_text())
+    supervisor.launch(exe, "fake", inst_dir)  # starting already: nothing more spawned
+    assert int((inst_dir / "fake.drv.pid").read_text()) == launched
+    try:
+        server = supervisor.ensure_server(exe, "fake", inst_dir)
+        assert server.process is None and server.reused is not None and server.reused.pid == launched
+        assert supervisor.answers(inst_dir / "fake.drv.sock")
+        supervisor.launch(exe, "fake", inst_dir)  # answering: nothing spawned
+        assert int((inst_dir / "fake.drv.pid").read_text()) == launched
+        family = [p for p in psutil.process_iter(["cmdline"])
+                  if p.info["cmdline"] and any(str(inst_dir) == a for a in p.info["cmdline"])]
+        assert [p.pid for p in family] == [launched]
+    finally:
+        supervisor.stop_servers(inst_dir)
+    assert not psutil.pid_exists(launched) or psutil.Process(launched).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_launched_server_that_never_answers_is_stopped(inst_dir: Path, short_tmp: Path) -> None:
+    exe = script(short_tmp / "lima-driver-slow", "exec sleep 60\n")
+    supervisor.launch(exe, "slow", inst_dir)
+    launched = psutil.Process(int((inst_dir / "slow.drv.pid").read_text()))
+    with pytest.raises(DriverProcessError, match=r"did not create slow.drv.sock within 0.5 s"):
+        supervisor.ensure_server(exe, "slow", inst_dir, timeout=0.5)
+    assert pidfile.wait_exit(launched, 5)
+    assert not (inst_dir / "slow.drv.pid").exists()
+
+
+def test_a_launched_server_that_exits_is_replaced_by_a_spawn(inst_dir: Path, short_tmp: Path) -> None:
+    exe = script(short_tmp / "lima-driver-bad", "echo 'no such device' >&2\nexit 3\n")
+    supervisor.launch(exe, "bad", inst_dir)
+    with pytest.raises(DriverProcessError, match=r"exited with status 3 before creating its socket: no such device"):
+        supervisor.ensure_server(exe, "bad", inst_dir)
+    assert not (inst_dir / "bad.drv.pid").exists()
+
+
 def test_stale_socket_is_replaced(inst_dir: Path, driver_bin: Path) -> None:
     import socket
 

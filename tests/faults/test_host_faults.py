@@ -65,6 +65,7 @@ def test_stop_while_the_cli_prepares(lima, external: Path, fake_template: Path, 
     """Before the host agent runs, `lima stop` says the instance is busy (not "not running")."""
     instances.append("sp")
     lima("create", "--name", "sp", str(fake_template), ok=True)
+    (lima_home / "sp" / "disk").rename(lima_home / "sp" / "basedisk")  # no disk yet: the CLI prepares it
     set_faults(lima_home, "sp", hangIn={"create_disk": 300})
     start = lima_process("start", "sp")
     wait_for(lambda: (lima_home / "sp" / "fake.hanging.create_disk").exists(), what="the hang")

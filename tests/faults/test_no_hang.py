@@ -32,6 +32,7 @@ def test_ctrl_c_during_a_hung_driver_call_in_the_cli(lima, driver_mode: str, fak
     """create_disk has no deadline (it may copy gigabytes): Ctrl-C must get through, in-process or external."""
     instances.append("c")
     lima("create", "--name", "c", str(fake_template), ok=True)
+    (lima_home / "c" / "disk").rename(lima_home / "c" / "basedisk")  # no disk yet: the CLI prepares it
     set_faults(lima_home, "c", hangIn={"create_disk": 300})
     code, err = _ctrl_c(lima_process("start", "c"), lima_home / "c" / "fake.hanging.create_disk")
     assert code == 130 and err.strip().splitlines()[-1] == INTERRUPTED, err

@@ -27,8 +27,13 @@ class TestMicrovmConformance(ConformanceSuite):
     def tmp_path(self) -> Iterator[Path]:
         import tempfile
 
+        from lima_core.external import supervisor
+
         with tempfile.TemporaryDirectory(prefix="lmc-", dir="/tmp") as d:  # short: qmp.sock lives there
             yield Path(d)
+            for sub in Path(d).iterdir():  # stop external drivers before their directories go
+                if sub.is_dir():
+                    supervisor.stop_servers(sub, force=True)
 
     @pytest.mark.vm
     def test_start_stream(self, dut: DriverUnderTest, tmp_path: Path) -> None:
