@@ -9,7 +9,6 @@ sha256("<location>:<mountPoint>"), as Lima computes it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from pathlib import Path
 
@@ -39,6 +38,8 @@ class ResolvedMount:
 
 
 def mount_tag(location: str, mount_point: str) -> str:
+    import hashlib  # here: only this call needs it, a driver process starts faster
+
     return "lima-" + hashlib.sha256(f"{location}:{mount_point}".encode()).hexdigest()[:16]
 
 

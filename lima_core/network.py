@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 from pathlib import Path
 
@@ -27,5 +26,7 @@ def machine_id() -> str:
 
 def mac_address(instance_dir: str | Path) -> str:
     """The instance's NIC address: 52:55:55 plus 3 bytes of sha256(machine id + instance dir)."""
+    import hashlib  # here: only this call needs it, a driver process starts faster
+
     digest = hashlib.sha256((machine_id() + str(instance_dir)).encode()).digest()
     return "52:55:55:" + ":".join(f"{b:02x}" for b in digest[:3])

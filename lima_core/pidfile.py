@@ -21,10 +21,12 @@ import json
 import os
 import time
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from .filenames import PID_IDENTITY_SUFFIX
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: a driver process starts faster without it
 
 #: start times are compared to this many seconds (psutil rounds differently per OS)
 _START_TIME_SLACK = 0.05
@@ -51,6 +53,8 @@ def identity_path(path: Path) -> Path:
 
 def write(path: Path, pid: int) -> None:
     """Write *pid* (the number alone) and record the process's identity beside it."""
+    import psutil
+
     record: dict[str, object] = {"pid": pid, "file": str(path.absolute())}
     try:
         proc = psutil.Process(pid)
@@ -79,6 +83,8 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
         when no identity record exists.
     :param prune: remove the file when its process is gone.
     """
+    import psutil
+
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
@@ -156,6 +162,8 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
     so a zombie counts as gone. It is never reaped here: a child's owner
     (a ``Popen.wait``) must still see its real exit status.
     """
+    import psutil
+
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:

@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from .. import filenames, pidfile
 from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, ValidationError
 from ..hookspecs import hookimpl
@@ -165,6 +163,8 @@ class FakeDriver:
     @hookimpl
     def stop(self) -> None:
         self._fault("stop")
+        import psutil  # here, as a real driver would: it starts faster without it
+
         status = pidfile.read(self._pid_path, expect=VM_MODULE)
         proc = status.process
         if proc is not None:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -153,6 +151,8 @@ def cache_key(exe: str, cpu: str) -> str:
         boot_id = ""
     parts = [PROBE_FORMAT, os.path.realpath(exe), st.st_size, st.st_mtime_ns, cpu, uname.release, uname.version,
              boot_id]
+    import hashlib  # here: only this call needs it, a driver process starts faster
+
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
@@ -202,6 +202,8 @@ def probe_args(exe: str, cpu: str, rom: Path, serial: Path, accel: str = "kvm") 
 def probe_kvm(exe: str, cpu: str, timeout: float = PROBE_TIMEOUT, stall: float = PROBE_STALL,
               accel: str = "kvm") -> tuple[bool, str]:
     """Boot the probe firmware under *accel* (KVM; tests use tcg too); (passed, what happened)."""
+    import tempfile  # here: the probe runs once per host and qemu binary
+
     with tempfile.TemporaryDirectory(prefix="lima-kvm-probe-") as tmp:
         rom, serial, errlog = Path(tmp) / "probe.rom", Path(tmp) / "serial.log", Path(tmp) / "stderr.log"
         rom.write_bytes(_kvmprobe.rom())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -234,6 +233,8 @@ def _cache_path() -> Path:
 
 
 def _cache_key(stamp: tuple[str, int, int]) -> str:
+    import hashlib  # here: only this call needs it, a driver process starts faster
+
     return hashlib.sha256(json.dumps([CACHE_FORMAT, *stamp]).encode()).hexdigest()[:32]
 
 

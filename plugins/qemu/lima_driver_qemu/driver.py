@@ -15,8 +15,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
 from lima_core import filenames, hookimpl, mounts, pidfile
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
 from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
@@ -25,6 +25,9 @@ from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
 
 from . import accel, binary, cmdline, config, disk, firmware, process, qmp
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: the driver process starts faster without it
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class QemuDriver:
         return _Qemu(exe, tuple(extra), version, features, choice, cpu)
 
     def _running_qemu(self) -> psutil.Process | None:
+        import psutil
+
         found = process.find(self.dir)
         if found is None and self._proc is not None and self._proc.poll() is None:
             try:  # started here, but no pid file (yet)
@@ -295,6 +300,8 @@ class QemuDriver:
     def _memory_bytes(self) -> int:
         if self.config.memory:
             return parse_size(self.config.memory, "memory")
+        import psutil
+
         total = psutil.virtual_memory().total
         return min(4 << 30, total // 2)  # Lima's default: min(4 GiB, half the host)
 

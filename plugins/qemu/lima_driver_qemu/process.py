@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
 from lima_core import filenames, pidfile
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: a driver process starts faster without it
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def find(instance_dir: Path) -> psutil.Process | None:
 
 def gone(proc: psutil.Process) -> bool:
     """True once *proc* has exited (a zombie counts as exited)."""
+    import psutil
+
     try:
         return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -61,6 +66,8 @@ def wait_gone(proc: psutil.Process, timeout: float) -> bool:
 
 def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
     """SIGKILL *proc* and wait for it to be gone; whether it is."""
+    import psutil
+
     try:
         proc.kill()
     except psutil.NoSuchProcess:

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lima_driver_vz import VZDriver, running
+from lima_driver_vz.hostinfo import HostFacts
+from lima_driver_vz.testing import fakevz
 
 from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import new_instance
-from lima_driver_vz import VZDriver, running
-from lima_driver_vz.hostinfo import HostFacts
-from lima_driver_vz.testing import fakevz
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from lima_driver_vz.hostinfo import HostFacts
 from typer.testing import CliRunner
 
 from lima_core.cli import app
-from lima_driver_vz.hostinfo import HostFacts
 
 pytestmark = pytest.mark.skipif(HostFacts.current().is_macos, reason="checks a host that cannot run vz")
 

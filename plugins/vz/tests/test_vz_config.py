@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from lima_core import mounts
-from lima_core.errors import StartFailed
-from lima_core.network import mac_address
 from lima_driver_vz import config, datadisks, identifier
 from lima_driver_vz.config import EFIBoot, LinuxBoot, Share, Storage
 from lima_driver_vz.framework.configuration import realize
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing.fakevz import describe
-
 from vz_helpers import make_bootable
+
+from lima_core import mounts
+from lima_core.errors import StartFailed
+from lima_core.network import mac_address
 
 
 def spec_of(host: Any, inst: Any, facts: HostFacts | None = None) -> config.VMSpec:

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lima_driver_vz import VZDriver, identifier
+from lima_driver_vz.hostinfo import HostFacts
+from lima_driver_vz.testing import fakevz
+from vz_helpers import MAC
 
 from lima_core import filenames
 from lima_core.external import supervisor
@@ -20,11 +24,6 @@ from lima_core.external.client import connect
 from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest
-from lima_driver_vz import VZDriver, identifier
-from lima_driver_vz.hostinfo import HostFacts
-from lima_driver_vz.testing import fakevz
-
-from vz_helpers import MAC
 
 CAN_BOOT_HERE = HostFacts.current().is_macos and HostFacts.current().macos >= (13,)
 

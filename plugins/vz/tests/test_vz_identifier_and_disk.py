@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lima_driver_vz import disk, identifier
 
 from lima_core import filenames
 from lima_core.errors import DriverError
-from lima_driver_vz import disk, identifier
 
 
 def test_create_writes_the_identifier_once(make: Callable, fake: Any) -> None:

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lima_driver_vz import VZDriver, datadisks, driver, framework, sshforward
+from lima_driver_vz.testing import fakevz
+from vz_helpers import free_port, make_bootable
 
 from lima_core import pidfile
 from lima_core.errors import DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
-from lima_driver_vz import VZDriver, datadisks, driver, framework, sshforward
-from lima_driver_vz.testing import fakevz
-
-from vz_helpers import free_port, make_bootable
 
 
 def started(make: Callable, fake: Any, config: dict | None = None, **kw: Any) -> tuple[Any, Any, Any, Path]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from lima_driver_vz import options
+from lima_driver_vz.hostinfo import HostFacts
 
 from lima_core.errors import ConfigError
 from lima_core.limatype import LimaYAML
-from lima_driver_vz import options
-from lima_driver_vz.hostinfo import HostFacts
 
 MAC15 = HostFacts("Darwin", (15, 0), "aarch64")
 MAC26 = HostFacts("Darwin", (26, 1), "aarch64")

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 
 import pytest
-
-from lima_core.errors import HostUnsupported, ValidationError
 from lima_driver_vz import hostinfo
 from lima_driver_vz.hostinfo import HostFacts
+
+from lima_core.errors import HostUnsupported, ValidationError
 
 LINUX = HostFacts("Linux", (), "x86_64")
 

@@ -6,10 +6,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lima_core import filenames
-from lima_core.limatype import Instance
 from lima_driver_vz import identifier
 from lima_driver_vz.hostinfo import HostFacts
+
+from lima_core import filenames
+from lima_core.limatype import Instance
 
 MAC = HostFacts(system="Darwin", macos=(15, 5), arch="aarch64")
 

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lima_driver_wsl2 import WSL2Driver
+from lima_driver_wsl2.testing import fakewsl
+from wsl2_helpers import FakeWSL
 
 from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import new_instance
-from lima_driver_wsl2 import WSL2Driver
-from lima_driver_wsl2.testing import fakewsl
-
-from wsl2_helpers import FakeWSL
 
 
 @pytest.fixture(autouse=True)

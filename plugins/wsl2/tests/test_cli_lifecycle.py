@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+from wsl2_helpers import FakeWSL
 
 from lima_core.cli import app
 from lima_core.external.build import write_executable
 from lima_core.testing import fakessh
-
-from wsl2_helpers import FakeWSL
 
 
 class Lima:

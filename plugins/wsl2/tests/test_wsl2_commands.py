@@ -8,11 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lima_driver_wsl2 import provision, sshaddress
+from wsl2_helpers import FakeWSL
 
 from lima_core.errors import DriverError
-from lima_driver_wsl2 import provision, sshaddress
-
-from wsl2_helpers import FakeWSL
 
 NASTY = "it's $(touch pwned) `touch pwned2` \"q\" ; rm -rf x"
 

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lima_driver_wsl2 import WSL2Driver
+from wsl2_helpers import FakeWSL
 
 from lima_core import cidata, filenames
 from lima_core.external import supervisor
@@ -15,9 +17,6 @@ from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest, new_instance
 from lima_core.users import guest_user
-from lima_driver_wsl2 import WSL2Driver
-
-from wsl2_helpers import FakeWSL
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lima_driver_wsl2 import WSL2Driver
+from wsl2_helpers import FakeWSL
 
 from lima_core.errors import StartFailed, UnsupportedOperation
-from lima_driver_wsl2 import WSL2Driver
-
-from wsl2_helpers import FakeWSL
 
 
 def test_first_start_imports_later_starts_do_not(make: Callable, fake_wsl: FakeWSL) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from lima_driver_wsl2 import status, wsl
+from wsl2_helpers import FakeWSL
 
 from lima_core.errors import DriverError
-from lima_driver_wsl2 import status, wsl
-
-from wsl2_helpers import FakeWSL
 
 LISTING = ("  NAME            STATE           VERSION\r\n"
            "* Ubuntu          Stopped         2\r\n"

@@ -6,12 +6,11 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from lima_driver_wsl2 import validation
+from wsl2_helpers import FakeWSL
 
 from lima_core.errors import DriverError, HostUnsupported, ValidationError
 from lima_core.limatype import host_arch
-from lima_driver_wsl2 import validation
-
-from wsl2_helpers import FakeWSL
 
 OTHER_ARCH = "aarch64" if host_arch() == "x86_64" else "x86_64"
 

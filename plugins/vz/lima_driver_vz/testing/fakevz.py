@@ -39,8 +39,17 @@ from pathlib import Path
 from typing import Any
 
 from ..framework import Bindings
-from .fakeobjc import (NSURL, FakeError, FakeObject, NSApplication, NSDate, NSMutableData, NSWindow, _libdispatch,
-                       _quartz)
+from .fakeobjc import (
+    NSURL,
+    FakeError,
+    FakeObject,
+    NSApplication,
+    NSDate,
+    NSMutableData,
+    NSWindow,
+    _libdispatch,
+    _quartz,
+)
 
 STOPPED, RUNNING, PAUSED, ERROR, STARTING, PAUSING, RESUMING, STOPPING = range(8)
 
