@@ -142,7 +142,8 @@ def create_disk() -> None:
     """Turn the downloaded ``image`` into ``disk`` (or ``iso`` plus an empty disk).
 
     Called after ``create`` once the image (and kernel/initrd) is in the
-    instance directory; does nothing when ``disk`` exists.
+    instance directory, and again by the host agent on every start; does
+    nothing when ``disk`` exists (a larger ``disk:`` may grow it).
     Not implemented: the driver uses no disk.
     """
 

@@ -96,7 +96,8 @@ def _watch(vm: RunningVM) -> None:
             if state == ERROR:
                 error = "the vz VM stopped in the error state; see serialv.log"
             break
-        vm.stopped.wait(POLL_INTERVAL)
+        if vm.stopped.wait(POLL_INTERVAL):  # finished() ran elsewhere: nothing left to watch (and no busy loop)
+            break
     finished(vm)
     if error:
         vm.handle.report(error)

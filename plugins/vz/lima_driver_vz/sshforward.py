@@ -113,7 +113,11 @@ class Forwarder:
     def close(self) -> None:
         self._closed.set()
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() (close alone does not on Linux)
+        with contextlib.suppress(OSError):
             self._listener.close()
+        if self._thread is not threading.current_thread():
+            self._thread.join(1.0)
 
     def _accept(self) -> None:
         while not self._closed.is_set():

@@ -204,6 +204,27 @@ def test_tcp_fallback_and_the_decision_sticks() -> None:
         server.close()
 
 
+def test_a_closed_forwarder_ends_its_accept_thread() -> None:
+    fwd = sshforward.Forwarder(0, lambda: socket.create_connection(("127.0.0.1", 9)))
+    thread = fwd._thread
+    fwd.close()
+    assert not thread.is_alive()  # not left blocked in accept() for the life of the process
+
+
+def test_the_watcher_ends_once_the_vm_is_finished_elsewhere(make: Callable, fake: Any) -> None:
+    """finished() (a stop, the test teardown) ends the watcher even while the machine still says running:
+    it used to spin on a set event, taking the CPU from everything else in the process."""
+    from lima_driver_vz import running
+
+    host, inst, *_ = started(make, fake)
+    vm = running.lookup(Path(inst.dir))
+    assert vm is not None
+    (watcher,) = [t for t in threading.enumerate() if t.name == f"vz-watch-{vm.name}"]
+    running.finished(vm)
+    watcher.join(running.POLL_INTERVAL * 4)
+    assert not watcher.is_alive()
+
+
 # -- GUI and screenshots ----------------------------------------------------------------------------
 
 
