@@ -84,7 +84,7 @@ def test_external_and_in_process_agree(vz_bin: Path, tmp_path: Path) -> None:
             host.configure(inst)
             row: list[Any] = [inst.config.to_json(), host.info().features.to_json()]
             for fn in (host.validate, host.check_host, host.create, host.list_snapshots, host.display_connection,
-                       lambda: host.capture_screenshot(format="png"), host.guest_agent_conn):
+                       lambda h=host: h.capture_screenshot(format="png"), host.guest_agent_conn):
                 row.append(call_outcome(fn))
             row.append(sorted(host.boot_scripts()))
             row.append(identifier.path(d).exists())

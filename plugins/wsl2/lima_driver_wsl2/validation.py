@@ -96,7 +96,7 @@ def validate(cfg: LimaYAML) -> None:
     arch = cfg.arch or host_arch()
     if arch != host_arch():
         raise ValidationError(f'unsupported arch: "{arch}" (WSL 2 runs only this host\'s arch, {host_arch()})')
-    for i, image in enumerate(cfg.images or []):
+    for image in cfg.images or []:
         if (image.arch or arch) != arch:
             continue
         why = image_problem(image.location)

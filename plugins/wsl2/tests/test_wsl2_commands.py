@@ -41,7 +41,7 @@ def test_the_boot_script_quotes_the_cidata_path(tmp_path: Path) -> None:
     cidata = str(tmp_path / NASTY / "cidata")
     script = provision.boot_script(cidata).decode()
     assert "exec > >(tee /var/log/lima-init.log) 2>&1" in script and 'exec "$LIMA_CIDATA_MNT/boot.sh"' in script
-    line = next(l for l in script.splitlines() if "wslpath" in l)
+    line = next(ln for ln in script.splitlines() if "wslpath" in ln)
     probe = line.replace("/usr/bin/wslpath", "printf %s") + '\nprintf %s "$LIMA_CIDATA_MNT"'
     out = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout == cidata
