@@ -98,6 +98,8 @@ def is_template_locator(arg: str) -> bool:
 
 def read(locator: str, stdin: Any = None) -> Template:
     """Read the template at *locator*."""
+    if "\0" in locator:  # no path or URL holds one; open() would raise ValueError
+        raise TemplateError(f"template locator {locator!r} contains a NUL character")
     if locator.startswith("template://"):
         log.warning("template locator %r should be written template:%s (since Lima v2.0)",
                     locator, locator[len("template://"):])
