@@ -18,7 +18,12 @@ INTERRUPTED = "lima: interrupted; the instance is left as it was at that moment 
 
 
 def _ctrl_c(proc, marker: Path) -> tuple[int, str]:
-    wait_for(marker.exists, what=marker.name)
+    try:
+        wait_for(lambda: marker.exists() or proc.poll() is not None, what=marker.name)
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(f"no {marker.name} within 20 s; lima said: {proc.communicate()[1]!r}") from None
+    assert marker.exists(), f"lima exited with {proc.returncode} before {marker.name}: {proc.communicate()[1]!r}"
     time.sleep(0.3)  # well inside the hung call
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
