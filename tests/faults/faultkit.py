@@ -92,11 +92,18 @@ class Kept:
 
 
 def lima_process(*args: str, **kwargs: Any) -> subprocess.Popen:
-    """A real `lima` process, with SIGINT at its default even if this test run ignores it (as a
-    background job of a non-interactive shell does), so Python turns Ctrl-C into KeyboardInterrupt."""
-    return subprocess.Popen([sys.executable, "-m", "lima_core", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+    """A real `lima` process that turns Ctrl-C into KeyboardInterrupt even if this test run ignores
+    SIGINT (as a background job of a non-interactive shell does, and the child would inherit).
+
+    The handler is installed by the child itself, first thing: a ``preexec_fn`` would run Python
+    between fork and exec, which can deadlock in a process with threads (this one has grpc's).
+    """
+    return subprocess.Popen([sys.executable, "-c", _SIGINT_THEN_LIMA, *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+_SIGINT_THEN_LIMA = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "runpy.run_module('lima_core', run_name='__main__', alter_sys=True)")
 
 
 def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str, str]:
