@@ -22,11 +22,14 @@ this suite against any installed driver (see :mod:`lima_core.testing.plugin`).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
+import os
 import re
 import socket
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,20 @@ def new_instance(directory: Path, vm_type: str, config: dict[str, Any] | None = 
     name = directory.name
     return Instance(name=name, hostname=f"lima-{name}", dir=str(directory), vm_type=vm_type, arch=host_arch(),
                     config=LimaYAML.from_json(cfg))
+
+
+@contextlib.contextmanager
+def short_instances_dir(prefix: str) -> Iterator[Path]:
+    """A short temporary directory for instance directories (a driver's unix sockets live there,
+    104 bytes at most). External driver servers left in its instance directories are stopped
+    before it is removed: their pid files go with it, and nothing else would find them."""
+    from ..external import supervisor
+
+    with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp" if os.path.isdir("/tmp") else None) as d:
+        yield Path(d)
+        for sub in Path(d).iterdir():
+            if sub.is_dir():
+                supervisor.stop_servers(sub, force=True)
 
 
 def capability_report(host: DriverHost) -> dict[str, str]:

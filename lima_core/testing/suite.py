@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conformance import ConformanceSuite, DriverUnderTest
+from .conformance import ConformanceSuite, DriverUnderTest, short_instances_dir
 from .plugin import REPORT_KEY, Report
 
 
@@ -65,14 +65,5 @@ class TestLimaDriver(ConformanceSuite):
     @pytest.fixture
     def tmp_path(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         """Short directories: a driver's unix sockets live in the instance directory (104 bytes at most)."""
-        import tempfile
-
-        from ..external import supervisor
-
-        with tempfile.TemporaryDirectory(prefix="lk-", dir="/tmp" if os.path.isdir("/tmp") else None) as d:
-            yield Path(d)
-            # External driver servers live in these instance directories: stop them before
-            # the directories go (the session-end cleanup would no longer find their pid files).
-            for sub in Path(d).iterdir():
-                if sub.is_dir():
-                    supervisor.stop_servers(sub, force=True)
+        with short_instances_dir("lk-") as d:
+            yield d

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest
+from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest, short_instances_dir
 from lima_core.testing.target import driver_under_test, resolve
 from microvm_helpers import guest_dir, write_template
 
@@ -25,15 +25,8 @@ def driver_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 class TestMicrovmConformance(ConformanceSuite):
     @pytest.fixture
     def tmp_path(self) -> Iterator[Path]:
-        import tempfile
-
-        from lima_core.external import supervisor
-
-        with tempfile.TemporaryDirectory(prefix="lmc-", dir="/tmp") as d:  # short: qmp.sock lives there
-            yield Path(d)
-            for sub in Path(d).iterdir():  # stop external drivers before their directories go
-                if sub.is_dir():
-                    supervisor.stop_servers(sub, force=True)
+        with short_instances_dir("lmc-") as d:  # short: qmp.sock lives there
+            yield d
 
     @pytest.mark.vm
     def test_start_stream(self, dut: DriverUnderTest, tmp_path: Path) -> None:
