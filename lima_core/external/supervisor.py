@@ -100,9 +100,8 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
     sock = socket_path(instance_dir, name)
     pid_path = instance_dir / filenames.driver_pid_file(name)
     if answers(sock):
-        running = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir, prune=False)
-        return Server(name, path, sock, reused=running.process)
-    starting = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir).process
+        return Server(name, path, sock, reused=_server_pid(instance_dir, name, prune=False).process)
+    starting = _server_pid(instance_dir, name).process
     if starting is not None:
         if _wait_socket(sock, timeout, alive=lambda: _running(starting)):
             return Server(name, path, sock, reused=starting)
@@ -115,6 +114,12 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
     return spawn(path, name, instance_dir, timeout)
 
 
+def _server_pid(instance_dir: Path, name: str, prune: bool = True) -> pidfile.PidStatus:
+    """``<name>.drv.pid``, accepted only for the driver *name* serving this instance (see pidfile)."""
+    return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=f"lima-driver-{name}",
+                        owner=instance_dir, prune=prune)
+
+
 def launch(path: str, name: str, instance_dir: Path) -> None:
     """Get the driver server starting, without waiting for its socket.
 
@@ -122,10 +127,7 @@ def launch(path: str, name: str, instance_dir: Path) -> None:
     :func:`ensure_server` (in another process, usually) waits for it. Nothing
     is spawned when a server of *name* already answers or is starting.
     """
-    if answers(socket_path(instance_dir, name)):
-        return
-    pid_path = instance_dir / filenames.driver_pid_file(name)
-    if pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir).process is not None:
+    if answers(socket_path(instance_dir, name)) or _server_pid(instance_dir, name).process is not None:
         return
     _popen(path, name, instance_dir)
 
@@ -170,10 +172,7 @@ def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEO
 
 
 def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE  # a zombie: exited, its parent has not reaped it yet
-    except psutil.Error:
-        return False
+    return not pidfile.wait_exit(proc, 0)  # a zombie counts as exited
 
 
 def _wait_socket(sock: Path, timeout: float, alive: Callable[[], bool]) -> bool:
@@ -198,8 +197,7 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
     """
     notes: list[str] = []
     for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
-        name = pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)]
-        status = pidfile.read(pid_path, expect=f"lima-driver-{name}", owner=instance_dir)
+        status = _server_pid(instance_dir, pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)])
         if status.process is not None:
             terminate(status.process, force=force, timeout=timeout)
         elif status.reason:
