@@ -8,20 +8,19 @@ written back unchanged.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
-from ._jsonmodel import JSONModel, key
+from ._jsonmodel import JSONModel, key, model
 from .units import parse_size
-
-model = dataclasses.dataclass(kw_only=True)
 
 # -- driver.Info ------------------------------------------------------------------------
 
 
 @model
 class DriverFeatures(JSONModel):
+    """Lima's ``driver.DriverFeatures``: what a driver can do."""
+
     can_run_gui: bool = key("canRunGui", False, omitempty=True)
     dynamic_ssh_address: bool = key("dynamicSSHAddress", False)
     static_ssh_port: bool = key("staticSSHPort", False)
@@ -34,6 +33,8 @@ class DriverFeatures(JSONModel):
 
 @model
 class Info(JSONModel):
+    """Lima's ``driver.Info``: what a driver says about itself and its instance."""
+
     name: str = key("name", "")
     vsock_port: int = key("vsockPort", 0)
     virtio_port: str = key("virtioPort", "")
@@ -46,6 +47,8 @@ class Info(JSONModel):
 
 @model
 class File(JSONModel):
+    """A downloadable file of lima.yaml (``location``, ``arch``, ``digest``)."""
+
     location: str = key("location", "")
     arch: str | None = key("arch")
     digest: str | None = key("digest")
@@ -53,17 +56,23 @@ class File(JSONModel):
 
 @model
 class Kernel(File):
+    """An image's ``kernel``: a file and its command line."""
+
     cmdline: str | None = key("cmdline")
 
 
 @model
 class Image(File):
+    """An entry of ``images``: a disk image, or a kernel and initrd to boot directly."""
+
     kernel: Kernel | None = key("kernel")
     initrd: File | None = key("initrd")
 
 
 @model
 class NineP(JSONModel):
+    """A mount's ``9p`` options."""
+
     security_model: str | None = key("securityModel")
     protocol_version: str | None = key("protocolVersion")
     msize: str | None = key("msize")
@@ -72,6 +81,8 @@ class NineP(JSONModel):
 
 @model
 class Mount(JSONModel):
+    """An entry of ``mounts``."""
+
     location: str = key("location", "")
     mount_point: str | None = key("mountPoint")
     writable: bool | None = key("writable")
@@ -81,6 +92,8 @@ class Mount(JSONModel):
 
 @model
 class SSH(JSONModel):
+    """lima.yaml's ``ssh``."""
+
     local_port: int | None = key("localPort")
     load_dot_ssh_pub_keys: bool | None = key("loadDotSSHPubKeys")
     forward_agent: bool | None = key("forwardAgent")
@@ -91,29 +104,39 @@ class SSH(JSONModel):
 
 @model
 class Firmware(JSONModel):
+    """lima.yaml's ``firmware``."""
+
     legacy_bios: bool | None = key("legacyBIOS")
     images: list[File] | None = key("images")
 
 
 @model
 class VNC(JSONModel):
+    """``video.vnc``."""
+
     display: str | None = key("display")
 
 
 @model
 class Video(JSONModel):
+    """lima.yaml's ``video``."""
+
     display: str | None = key("display")
     vnc: VNC | None = key("vnc")
 
 
 @model
 class Audio(JSONModel):
+    """lima.yaml's ``audio``."""
+
     device: str | None = key("device")
     interface: str | None = key("interface")
 
 
 @model
 class Network(JSONModel):
+    """An entry of ``networks``."""
+
     lima: str | None = key("lima")
     socket: str | None = key("socket")
     vz_nat: bool | None = key("vzNAT")
@@ -124,6 +147,8 @@ class Network(JSONModel):
 
 @model
 class User(JSONModel):
+    """lima.yaml's ``user``: the guest user."""
+
     name: str | None = key("name")
     comment: str | None = key("comment")
     home: str | None = key("home")
@@ -205,6 +230,8 @@ STATUS_RUNNING = "Running"
 
 @model
 class Instance(JSONModel):
+    """Lima's ``limatype.Instance``: an instance as ``limactl list --json`` shows it, and as drivers receive it."""
+
     name: str = key("name", "")
     hostname: str = key("hostname", "")
     status: str = key("status", STATUS_UNKNOWN)

@@ -26,8 +26,9 @@ from ..errors import DriverProcessError
 READY_TIMEOUT = 10.0
 #: Graceful stop: SIGTERM, then SIGKILL after this long (Lima: 10 s).
 STOP_TIMEOUT = 10.0
-#: How often to look for the socket while waiting (Lima polls every 100 ms).
-POLL_INTERVAL = 0.01
+#: How often to look for the socket while waiting (Lima polls every 100 ms; a look is one stat(2)
+#: until the socket exists, and a driver process takes 200-300 ms to start).
+POLL_INTERVAL = 0.002
 #: A dial that takes longer than this means "not answering" (Lima: 2 s).
 DIAL_TIMEOUT = 2.0
 STDERR_TAIL_LINES = 10

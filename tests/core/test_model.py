@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from lima_core.errors import ConfigError
-from lima_core.limatype import DriverFeatures, Info, Instance, LimaYAML
+from lima_core.limatype import SSH, DriverFeatures, Info, Instance, LimaYAML
 from lima_core.units import format_size, human_size, parse_size
 
 
@@ -66,6 +67,26 @@ def test_type_errors_name_the_path() -> None:
 def test_none_is_not_written_but_false_is() -> None:
     cfg = LimaYAML.from_json({"plain": False})
     assert cfg.to_json() == {"plain": False}
+
+
+def test_models_behave_as_keyword_only_dataclasses() -> None:
+    # __init__, __repr__ and __eq__ are JSONModel's, not generated per class: they must act as dataclasses' do.
+    assert dataclasses.is_dataclass(Info)
+    info = Info(name="qemu", vsock_port=2222)
+    assert (info.name, info.vsock_port, info.virtio_port) == ("qemu", 2222, "")
+    assert info.features == DriverFeatures() and info.features is not Info().features  # a fresh default each time
+    assert Instance().errors is not Instance().errors
+    assert info == Info(name="qemu", vsock_port=2222) and info != Info(name="qemu")
+    assert Info() != DriverFeatures() and Info(extra={"a": 1}) != Info()
+    assert repr(SSH(local_port=22)) == ("SSH(local_port=22, load_dot_ssh_pub_keys=None, forward_agent=None, "
+                                        "forward_x11=None, forward_x11_trusted=None, over_vsock=None)")
+    assert dataclasses.replace(info, name="vz") == Info(name="vz", vsock_port=2222)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nmae'"):
+        Info(nmae="qemu")
+    with pytest.raises(TypeError):
+        Info("qemu")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(info)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

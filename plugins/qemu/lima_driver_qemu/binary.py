@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -80,6 +79,8 @@ def find_executable(arch: str, env: Mapping[str, str] | None = None) -> tuple[st
         if extra:
             log.warning("specifying QEMU arguments (%s) through $%s is supported only for debugging",
                         " ".join(extra), var)
+    import shutil  # here, not at import: it loads bz2 and lzma, which a driver process answering info never needs
+
     path = shutil.which(base, path=env.get("PATH", os.defpath))
     if path is None:
         where = f" (from ${var})" if value else ""

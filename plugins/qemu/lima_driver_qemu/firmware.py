@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import urllib.parse
 from pathlib import Path
 
@@ -93,6 +92,8 @@ def find(config: LimaYAML, arch: str, exe: str, instance_dir: Path, *, copy: boo
             continue
         if not copy:
             return str(own)
+        import shutil  # here, not at import (see binary.find_executable)
+
         shutil.copyfile(source, own)
         log.info("using firmware %s (copied from %s)", own, image.location)
         return str(own)

@@ -4,6 +4,9 @@ Each call opens a connection, runs its commands and closes it, in a private
 event loop (``asyncio.run``), so any thread may call it: the gRPC server's
 worker threads, the host agent's, a CLI. QEMU serves one QMP client at a time
 on the socket, which is why nothing here keeps a connection open.
+
+``qemu.qmp`` is imported at the first call: a driver process that only
+answers ``info`` or ``inspect-status`` (``lima list``) never loads it.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-
-from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def run(sock: Path, commands: list[tuple[str, dict[str, Any] | None]], *,
     :raises QMPUnavailable: cannot connect (or negotiate) within *connect_timeout*.
     :raises QMPCommandError: a command failed; later ones are not sent.
     """
+    from qemu.qmp import ExecuteError, QMPClient, QMPError
+
     async def session() -> list[Any]:
         client = QMPClient(f"lima-qmp:{sock.parent.name}")
         try:
