@@ -74,7 +74,7 @@ def _fake_yaml() -> str:
 
 def populate(home: Path, count: int, driver_bin: Path) -> None:
     """*count* stopped instances, every fifth on the external fake driver."""
-    from lima_driver_qemu import QemuDriver
+    from lima_driver_qemu.driver import QemuDriver
 
     from lima_core import LIMA_COMPAT_VERSION
     from lima_core.testing.fakedriver import FakeDriver

@@ -1,7 +1,7 @@
 """Which drivers exist: internal ones from entry points, external ones on disk.
 
 Internal drivers are pip distributions registering ``lima.drivers`` entry
-points (``qemu = "lima_driver_qemu:QemuDriver"``). Listing them reads
+points (``qemu = "lima_driver_qemu.driver:QemuDriver"``). Listing them reads
 metadata only; a driver's module is imported when that driver is loaded.
 ``LIMA_LOAD_DRIVERS=a,b`` restricts which entry points count (empty: none).
 

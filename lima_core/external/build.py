@@ -2,7 +2,7 @@
 
 Used by ``lima drivers build-external`` (the analog of Lima's
 ``make additional-drivers``) and by tests. The executable is a two-line
-Python script bound to this interpreter that calls :func:`serve`.
+Python script bound to this interpreter that calls :func:`main_for`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,8 @@ from ..errors import LimaError
 _SCRIPT = """#!{python}
 # lima-driver-{name}: serves the {name!r} driver ({target}) as a Lima external driver.
 # Written by lima-core; regenerate with `lima drivers build-external {name}`.
-import importlib, sys
-from lima_core.external import serve
-_module, _, _attr = {target!r}.partition(":")
-_obj = importlib.import_module(_module)
-for _part in _attr.split(".") if _attr else ():
-    _obj = getattr(_obj, _part)
-sys.exit(serve(_obj))
+from lima_core.external import main_for
+main_for({target!r})()
 """
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import importlib
 import inspect
 import json
 import logging
@@ -40,8 +41,9 @@ from typing import Any
 import grpc
 
 from .. import filenames, protocol
-from ..errors import LimaError
+from ..errors import DriverLoadError, LimaError
 from ..host import DriverHost
+from . import _pause_collection, _resume_collection
 
 log = logging.getLogger("lima_core.driver")
 
@@ -270,29 +272,35 @@ A Lima external VM driver ({name}).
 """
 
 
-def serve(driver: object | type | DriverFactory, argv: list[str] | None = None) -> int:
+def serve(driver: object | type | DriverFactory | str, argv: list[str] | None = None) -> int:
     """Run *driver* as a Lima external driver executable; returns the exit code.
 
     *driver* is a driver class (or zero-argument factory), from which one
     driver object is made per client session; or a driver object, shared by
-    every client as Lima's servers do.
+    every client as Lima's servers do; or ``"module:attribute"`` naming one
+    of those, imported here.
     """
     argv = sys.argv if argv is None else argv
-    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    factory: DriverFactory | None = driver if inspect.isclass(driver) or inspect.isfunction(driver) else None  # type: ignore[assignment]
-    shared = None if factory is not None else driver
-    name_hint = driver_name_from_argv0(argv[0])
+    _pause_collection()  # until the driver is loaded (see lima_core.external)
     try:
-        opts = _parse_flags(argv[1:])
-        sessions = _Sessions(factory, shared, name_hint)
-    except _Usage as exc:
-        print(f"{os.path.basename(argv[0])}: {exc}\n" + USAGE.format(prog=argv[0], name=name_hint or "driver"),
-              file=sys.stderr)
-        return 2
-    except LimaError as exc:
-        print(f"{os.path.basename(argv[0])}: {exc}", file=sys.stderr)
-        return 1
+        logging.basicConfig(stream=sys.stderr, level=logging.DEBUG,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        name_hint = driver_name_from_argv0(argv[0])
+        try:
+            opts = _parse_flags(argv[1:])
+            driver = _load(driver) if isinstance(driver, str) else driver
+            factory: DriverFactory | None = (driver if inspect.isclass(driver) or inspect.isfunction(driver)  # type: ignore[assignment]
+                                             else None)
+            sessions = _Sessions(factory, None if factory is not None else driver, name_hint)
+        except _Usage as exc:
+            print(f"{os.path.basename(argv[0])}: {exc}\n" + USAGE.format(prog=argv[0], name=name_hint or "driver"),
+                  file=sys.stderr)
+            return 2
+        except LimaError as exc:
+            print(f"{os.path.basename(argv[0])}: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        _resume_collection()
     if opts.get("help"):
         print(USAGE.format(prog=argv[0], name=sessions.name), end="")
         return 0
@@ -370,10 +378,13 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     return 0
 
 
-def main_for(driver: Any) -> Callable[[], None]:
-    """A console-script entry point: ``lima-driver-x = "pkg:main"`` with ``main = main_for(XDriver)``."""
-
-    def main() -> None:
-        raise SystemExit(serve(driver))
-
-    return main
+def _load(target: str) -> object:
+    """The object named by ``"module:attribute"`` (an entry point's value)."""
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name.strip())
+        for part in attr.strip().split(".") if attr.strip() else ():
+            obj = getattr(obj, part)
+    except Exception as exc:  # whatever the driver's import raises: one line, not a traceback
+        raise DriverLoadError(f"cannot load driver {target!r}: {type(exc).__name__}: {exc}") from exc
+    return obj

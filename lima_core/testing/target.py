@@ -39,7 +39,7 @@ class Target:
 
     name: str
     external: bool
-    #: "entry point lima_driver_x:XDriver (lima-driver-x 0.1)" or the executable's path and how it was found
+    #: "entry point lima_driver_x.driver:XDriver (lima-driver-x 0.1)" or the executable's path and how it was found
     location: str
     make: Callable[[Path], DriverHost]
     cleanup: Callable[[], None]

@@ -52,7 +52,7 @@ def test_every_generated_file_is_complete(tmp_path: Path) -> None:
             if path.suffix == ".py":
                 compile(text, str(path), "exec")
     pyproject = (project / "pyproject.toml").read_text()
-    assert '[project.entry-points."lima.drivers"]\nprobe = "lima_driver_probe:ProbeDriver"' in pyproject
+    assert '[project.entry-points."lima.drivers"]\nprobe = "lima_driver_probe.driver:ProbeDriver"' in pyproject
     assert 'lima-driver-probe = "lima_driver_probe:main"' in pyproject
 
 

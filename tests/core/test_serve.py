@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import signal
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 
 from lima_core import protocol
 from lima_core.errors import ValidationError
-from lima_core.external import supervisor
+from lima_core.external import serve, supervisor
+from lima_core.external.build import write_executable
 from lima_core.testing.conformance import new_instance
 
 
@@ -90,6 +92,42 @@ def test_inspect_status_rejects_garbage(driver_bin: Path) -> None:
                           capture_output=True, timeout=30)
     assert proc.returncode == 1
     assert b"malformed --inspect-status payload" in proc.stderr
+
+
+def test_a_driver_named_by_a_string_is_imported_with_the_collector_paused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "gcprobe_driver.py").write_text(
+        "import gc\nfrom lima_core.testing.fakedriver import FakeDriver\nCOLLECTING = gc.isenabled()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gc.isenabled()
+    assert serve("gcprobe_driver:FakeDriver", ["lima-driver-fake", "--help"]) == 0
+    assert "--inst-dir DIR" in capsys.readouterr().out
+    assert sys.modules["gcprobe_driver"].COLLECTING is False  # imported during start-up's pause
+    assert gc.isenabled()  # and the collector is back on once the driver is loaded
+    assert serve("gcprobe_driver:FakeDriver", ["lima-driver-fake", "--bogus"]) == 2
+    assert gc.isenabled()  # also after a usage error
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("no_such_module_xyz:Driver", "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+    ("lima_core.testing.fakedriver:NoSuchDriver", "AttributeError"),
+])
+def test_a_driver_that_does_not_load_gives_one_clear_error(target: str, message: str, tmp_path: Path) -> None:
+    exe = write_executable(tmp_path / "bin", "broken", target)
+    proc = subprocess.run([str(exe), "--inst-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"lima-driver-broken: cannot load driver {target!r}: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.sock"))
+
+
+def test_a_driver_package_loads_without_grpc() -> None:
+    # main_for() names the driver; grpc is imported only when the console script runs.
+    code = ("import sys, lima_driver_qemu, lima_driver_qemu.driver, lima_driver_vz, lima_driver_wsl2; "
+            "print(callable(lima_driver_qemu.main), 'grpc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.split() == ["True", "False"]
 
 
 def test_sessions_keep_separate_driver_state(driver_bin: Path, short_tmp: Path) -> None:

@@ -119,7 +119,7 @@ def test_host_agent_killed_with_the_external_qemu_driver(lima, rig: Rig, monkeyp
                                                          tmp_path: Path) -> None:
     """The VM is bound to the start stream (as in Lima): the driver ends qemu, then itself."""
     bin_dir = tmp_path / "bin"
-    write_executable(bin_dir, "qemu", "lima_driver_qemu:QemuDriver")
+    write_executable(bin_dir, "qemu", "lima_driver_qemu.driver:QemuDriver")
     monkeypatch.setenv("LIMA_DRIVERS_PATH", str(bin_dir))
     monkeypatch.setenv("LIMA_EXTERNAL_DRIVERS", "qemu")
     r = lima("start", "--name", "q", str(rig.template), ok=True)

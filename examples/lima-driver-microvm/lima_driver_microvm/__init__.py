@@ -11,9 +11,8 @@ from __future__ import annotations
 from lima_core.external import main_for
 
 from ._version import __version__
-from .driver import MicrovmDriver
 
-__all__ = ["MicrovmDriver", "__version__", "main"]
+__all__ = ["__version__", "main"]
 
 #: The ``lima-driver-microvm`` console script.
-main = main_for(MicrovmDriver)
+main = main_for("lima_driver_microvm.driver:MicrovmDriver")

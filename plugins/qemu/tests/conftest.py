@@ -40,7 +40,7 @@ def short_tmp() -> Iterator[Path]:
 def driver_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding ``lima-driver-qemu`` made by lima-core's build helper."""
     bin_dir = tmp_path_factory.mktemp("driver-bin")
-    write_executable(bin_dir, "qemu", "lima_driver_qemu:QemuDriver")
+    write_executable(bin_dir, "qemu", "lima_driver_qemu.driver:QemuDriver")
     return bin_dir
 
 

@@ -12,7 +12,8 @@ from lima_core.errors import ConfigError, DriverError, ValidationError
 from lima_core.host import DriverHost
 from lima_core.limatype import Instance, LimaYAML
 
-from lima_driver_qemu import QemuDriver, config, firmware
+from lima_driver_qemu import config, firmware
+from lima_driver_qemu.driver import QemuDriver
 from qemutest import new_instance
 
 needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="qemu-system-x86_64 not installed")

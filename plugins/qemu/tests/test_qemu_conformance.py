@@ -21,7 +21,7 @@ from lima_core.host import DriverHost
 from lima_core.limatype import Instance
 from lima_core.testing.conformance import ConformanceSuite, DriverUnderTest
 
-from lima_driver_qemu import QemuDriver
+from lima_driver_qemu.driver import QemuDriver
 from qemutest import guest_config, guest_dir, place_guest, write_cidata
 
 #: the directory name the suite's start test uses (conformance.test_start_stream)

@@ -24,7 +24,7 @@ from lima_core.host import DriverHost
 from lima_core.limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
 from lima_core.mounts import mount_tag
 
-from lima_driver_qemu import QemuDriver
+from lima_driver_qemu.driver import QemuDriver
 from qemutest import Guest, free_port, guest_config, new_instance, place_guest, token, write_cidata
 
 pytestmark = pytest.mark.vm

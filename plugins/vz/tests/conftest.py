@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lima_driver_vz import VZDriver, running
+from lima_driver_vz import running
+from lima_driver_vz.driver import VZDriver
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing import fakevz
 

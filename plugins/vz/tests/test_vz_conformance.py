@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lima_driver_vz import VZDriver, identifier
+from lima_driver_vz import identifier
+from lima_driver_vz.driver import VZDriver
 from lima_driver_vz.hostinfo import HostFacts
 from lima_driver_vz.testing import fakevz
 from vz_helpers import MAC
@@ -31,7 +32,7 @@ CAN_BOOT_HERE = HostFacts.current().is_macos and HostFacts.current().macos >= (1
 @pytest.fixture(scope="module")
 def vz_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("vz-bin")
-    write_executable(bin_dir, "vz", "lima_driver_vz:VZDriver")
+    write_executable(bin_dir, "vz", "lima_driver_vz.driver:VZDriver")
     return bin_dir
 
 

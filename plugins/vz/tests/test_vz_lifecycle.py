@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lima_driver_vz import VZDriver, datadisks, driver, framework, sshforward
+from lima_driver_vz import datadisks, driver, framework, sshforward
+from lima_driver_vz.driver import VZDriver
 from lima_driver_vz.testing import fakevz
 from vz_helpers import free_port, make_bootable
 

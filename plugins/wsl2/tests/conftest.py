@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lima_driver_wsl2 import WSL2Driver
+from lima_driver_wsl2.driver import WSL2Driver
 from lima_driver_wsl2.testing import fakewsl
 from wsl2_helpers import FakeWSL
 

@@ -48,7 +48,7 @@ def driver_mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         monkeypatch.setenv("LIMA_LOAD_DRIVERS", "wsl2")
     else:
         bin_dir = tmp_path_factory.mktemp("wsl2-driver-bin")
-        write_executable(bin_dir, "wsl2", "lima_driver_wsl2:WSL2Driver")
+        write_executable(bin_dir, "wsl2", "lima_driver_wsl2.driver:WSL2Driver")
         monkeypatch.setenv("LIMA_LOAD_DRIVERS", "")
         monkeypatch.setenv("LIMA_DRIVERS_PATH", str(bin_dir))
     return request.param

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lima_driver_wsl2 import WSL2Driver
+from lima_driver_wsl2.driver import WSL2Driver
 from wsl2_helpers import FakeWSL
 
 from lima_core import cidata, filenames
@@ -22,7 +22,7 @@ from lima_core.users import guest_user
 @pytest.fixture(scope="module")
 def wsl2_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("wsl2-bin")
-    write_executable(bin_dir, "wsl2", "lima_driver_wsl2:WSL2Driver")
+    write_executable(bin_dir, "wsl2", "lima_driver_wsl2.driver:WSL2Driver")
     return bin_dir
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from lima_driver_wsl2 import WSL2Driver
+from lima_driver_wsl2.driver import WSL2Driver
 from wsl2_helpers import FakeWSL
 
 from lima_core.errors import StartFailed, UnsupportedOperation
