@@ -36,10 +36,11 @@ from typing import Any
 from lima_core import dirnames
 from lima_core.errors import ValidationError
 
+from .config import parse_semver
+
 log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"^QEMU emulator version (\d+)\.(\d+)\.(\d+)")
-_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
 #: how long one ``qemu-system-* ... help`` may take
 HELP_TIMEOUT = 30.0
 CACHE_FILE = "qemu-binary-probe.json"
@@ -94,14 +95,6 @@ def parse_version(output: str) -> Version:
     match = _VERSION.match(output.split("\n", 1)[0])
     if not match:
         raise ValueError(f"no 'QEMU emulator version X.Y.Z' in {output.strip()[:120]!r}")
-    return int(match[1]), int(match[2]), int(match[3])
-
-
-def parse_semver(text: str) -> Version:
-    """A Lima-style semver ("8.2.1", "v9.0.0"); ValueError otherwise."""
-    match = _SEMVER.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a semantic version (X.Y.Z)")
     return int(match[1]), int(match[2]), int(match[3])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -16,8 +17,6 @@ from lima_core import filenames
 from lima_core.errors import ConfigError
 from lima_core.limatype import ARCHES, VNC, LimaYAML, Video, host_arch
 from lima_core.units import parse_size
-
-from .binary import parse_semver
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +28,15 @@ DEFAULT_DISK = "100GiB"
 MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
 #: mount types this driver can give a guest
 SUPPORTED_MOUNT_TYPES = ("9p", "reverse-sshfs")
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+
+
+def parse_semver(text: str) -> tuple[int, int, int]:
+    """A Lima-style semver ("8.2.1", "v9.0.0"); ValueError otherwise."""
+    match = _SEMVER.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a semantic version (X.Y.Z)")
+    return int(match[1]), int(match[2]), int(match[3])
 
 
 def host_mount_types(platform: str | None = None) -> tuple[str, ...]:

@@ -4,6 +4,10 @@ State lives in the instance directory (``qemu.pid``, ``qmp.sock``), so every
 hook but ``start`` works from any process: a CLI's forced stop, a restarted
 host agent, another session of the same external driver server. ``start``
 also keeps its ``Popen`` so the returned handle reports qemu's exit.
+
+What starts QEMU (finding the binary and its features, the accelerator, the
+firmware, the command line) is imported by the hooks that need it: a driver
+process that answers ``info`` or serves a running VM's ``stop`` never loads it.
 """
 
 from __future__ import annotations
@@ -17,17 +21,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, hookimpl, mounts, pidfile
+from lima_core import filenames, hookimpl, pidfile
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
 from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
 
-from . import accel, binary, cmdline, config, disk, firmware, process, qmp
+from . import config, disk, process, qmp
 
 if TYPE_CHECKING:
     import psutil  # imported where used: the driver process starts faster without it
+    from lima_core.mounts import ResolvedMount
+
+    from . import accel, binary, cmdline
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,8 @@ class QemuDriver:
 
     def _qemu(self) -> _Qemu:
         """Find the binary, check its version and features, choose the accelerator and CPU."""
+        from . import accel, binary
+
         cfg, arch = self.config, self.arch
         exe, extra = binary.find_executable(arch)
         try:
@@ -145,6 +154,8 @@ class QemuDriver:
 
     @hookimpl
     def check_host(self) -> None:
+        from . import binary
+
         try:
             binary.find_executable(host_arch())
         except ValidationError as exc:
@@ -152,6 +163,8 @@ class QemuDriver:
 
     @hookimpl
     def validate(self) -> None:
+        from . import firmware
+
         cfg = self.config
         try:
             config.check(cfg)
@@ -199,6 +212,8 @@ class QemuDriver:
         return StartHandle.for_process(proc, "qemu", on_cancel=lambda: _kill_child(proc))
 
     def _launch(self) -> subprocess.Popen:
+        from . import cmdline
+
         inst, d = self.instance, self.dir
         assert inst is not None
         running = self._running_qemu()
@@ -261,6 +276,8 @@ class QemuDriver:
         """QEMU makes its sockets (QMP: full control of the VM; the serial consoles) with its umask,
         0755 here; make them 0600 like every other socket of the instance. (Starting QEMU with umask
         077 would also narrow the files a guest creates through 9p.)"""
+        from . import cmdline
+
         for name in cmdline.SOCKETS:
             try:
                 os.chmod(self.dir / name, 0o600)
@@ -268,9 +285,13 @@ class QemuDriver:
                 pass
 
     def _spec(self, qemu: _Qemu) -> cmdline.Spec:
+        from lima_core import mounts
+
+        from . import cmdline, firmware
+
         inst, cfg, d, arch = self.instance, self.config, self.dir, self.arch
         assert inst is not None
-        shared: list[mounts.ResolvedMount] = []
+        shared: list[ResolvedMount] = []
         if cfg.mount_type == "9p" and not cfg.plain:
             shared = mounts.resolve(cfg)
             for m in shared:
