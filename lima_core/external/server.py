@@ -43,7 +43,6 @@ import grpc
 from .. import filenames, protocol
 from ..errors import DriverLoadError, LimaError
 from ..host import DriverHost
-from . import _pause_collection, _resume_collection
 
 log = logging.getLogger("lima_core.driver")
 
@@ -281,26 +280,22 @@ def serve(driver: object | type | DriverFactory | str, argv: list[str] | None = 
     of those, imported here.
     """
     argv = sys.argv if argv is None else argv
-    _pause_collection()  # until the driver is loaded (see lima_core.external)
+    logging.basicConfig(stream=sys.stderr, level=logging.DEBUG,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name_hint = driver_name_from_argv0(argv[0])
     try:
-        logging.basicConfig(stream=sys.stderr, level=logging.DEBUG,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        name_hint = driver_name_from_argv0(argv[0])
-        try:
-            opts = _parse_flags(argv[1:])
-            driver = _load(driver) if isinstance(driver, str) else driver
-            factory: DriverFactory | None = (driver if inspect.isclass(driver) or inspect.isfunction(driver)  # type: ignore[assignment]
-                                             else None)
-            sessions = _Sessions(factory, None if factory is not None else driver, name_hint)
-        except _Usage as exc:
-            print(f"{os.path.basename(argv[0])}: {exc}\n" + USAGE.format(prog=argv[0], name=name_hint or "driver"),
-                  file=sys.stderr)
-            return 2
-        except LimaError as exc:
-            print(f"{os.path.basename(argv[0])}: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        _resume_collection()
+        opts = _parse_flags(argv[1:])
+        driver = _load(driver) if isinstance(driver, str) else driver
+        factory: DriverFactory | None = (driver if inspect.isclass(driver) or inspect.isfunction(driver)  # type: ignore[assignment]
+                                         else None)
+        sessions = _Sessions(factory, None if factory is not None else driver, name_hint)
+    except _Usage as exc:
+        print(f"{os.path.basename(argv[0])}: {exc}\n" + USAGE.format(prog=argv[0], name=name_hint or "driver"),
+              file=sys.stderr)
+        return 2
+    except LimaError as exc:
+        print(f"{os.path.basename(argv[0])}: {exc}", file=sys.stderr)
+        return 1
     if opts.get("help"):
         print(USAGE.format(prog=argv[0], name=sessions.name), end="")
         return 0
