@@ -1,10 +1,11 @@
 """Dataclasses that read and write Lima's JSON/YAML with its exact keys.
 
 A model is a keyword-only dataclass, made with :func:`model`, whose fields
-declare their JSON key with :func:`key`. Decoding checks types and names the offending path
-(``images[0].kernel.location: expected a string, got 3``); keys a model does
-not know are kept in ``extra`` and written back, so a document from a newer
-Lima, or a driver's own fields, survive a round trip through lima-core.
+declare their JSON key with :func:`key`. Decoding checks types and names the
+offending path (``images[0].kernel.location: expected a string, got 3``);
+keys a model does not know are kept in ``extra`` and written back, so a
+document from a newer Lima, or a driver's own fields, survive a round trip
+through lima-core.
 
 Go's ``omitempty`` is modelled per field: ``None`` is never written, and with
 ``omitempty=True`` neither are ``0``, ``False``, ``""``, ``[]`` or ``{}``.
@@ -16,6 +17,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -39,8 +41,9 @@ def model(cls: type[M]) -> type[M]:
     driven by the class's field table, instead of being generated per class:
     ``dataclasses`` compiles each generated method with ``exec``, and an
     external driver process pays for that at every start (importing
-    ``limatype`` after grpc took 25 ms, now 8; benchmark B3). ``dataclasses.fields`` and
-    ``dataclasses.replace`` work as on any dataclass.
+    ``limatype`` after grpc took 25 ms, now 8; benchmark B3).
+    ``dataclasses.fields`` and ``dataclasses.replace`` work as on any
+    dataclass.
     """
     cls = dataclasses.dataclass(cls, kw_only=True, init=False, repr=False, eq=False, match_args=False)
     fields = dataclasses.fields(cls)
@@ -93,22 +96,21 @@ class JSONModel:
         if not isinstance(data, dict):
             raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
         kwargs: dict[str, Any] = {}
-        known = set()
-        for attr, json_key, _omit, hint in _fields(cls):
-            known.add(json_key)
+        for attr, json_key, _omit, decode in _fields(cls):
             if json_key in data:
-                kwargs[attr] = _decode(hint, data[json_key], _join(path, json_key))
+                kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
+        known = _keys(cls)
         kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
         """The mapping to serialise, with Lima's keys; unknown keys included."""
         out: dict[str, Any] = {}
-        for attr, json_key, omitempty, _hint in _fields(type(self)):
+        for attr, json_key, omitempty, _decode in _fields(type(self)):
             value = getattr(self, attr)
             if value is None or (omitempty and _is_empty(value)):
                 continue
-            out[json_key] = _encode(value)
+            out[json_key] = value if value.__class__ in _SCALARS else _encode(value)
         for k, v in self.extra.items():
             out.setdefault(k, v)
         return out
@@ -123,14 +125,24 @@ class JSONModel:
         return type(self).from_json(self.to_json())
 
 
+Decoder = Callable[[Any, str], Any]
+_SCALARS = frozenset({str, int, float, bool})
+
+
 @functools.cache
-def _fields(cls: type) -> tuple[tuple[str, str, bool, Any], ...]:
+def _fields(cls: type) -> tuple[tuple[str, str, bool, Decoder], ...]:
+    """(attribute, JSON key, omitempty, decoder) of each keyed field of model *cls*."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         if "key" in f.metadata:
-            out.append((f.name, f.metadata["key"], f.metadata["omitempty"], hints[f.name]))
+            out.append((f.name, f.metadata["key"], f.metadata["omitempty"], _decoder(hints[f.name])))
     return tuple(out)
+
+
+@functools.cache
+def _keys(cls: type) -> frozenset[str]:
+    return frozenset(json_key for _attr, json_key, _omit, _decode in _fields(cls))
 
 
 def _join(path: str, part: str) -> str:
@@ -153,48 +165,75 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _decode(hint: Any, value: Any, path: str) -> Any:
+@functools.cache
+def _decoder(hint: Any) -> Decoder:
+    """A function ``(value, path) -> value`` checking and converting a JSON value for *hint*.
+
+    Built once per type hint, so decoding a document does no type introspection.
+    """
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _decode(args[0], value, path)
+        inner = _decoder(next(a for a in typing.get_args(hint) if a is not type(None)))
+        return lambda value, path: None if value is None else inner(value, path)
     if hint is Any:
-        return value
-    if value is None:
-        return None
+        return lambda value, path: value
+    decode = _value_decoder(hint, origin)
+    return lambda value, path: None if value is None else decode(value, path)
+
+
+def _value_decoder(hint: Any, origin: Any) -> Decoder:
     if isinstance(hint, type) and issubclass(hint, JSONModel):
-        return hint.from_json(value, path)
+        return hint.from_json
     if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
         (item,) = typing.get_args(hint)
+        decode_item = _decoder(item)
         # A null entry of a list of models is an empty model, as Go decodes it; validation names what is missing.
         empty = isinstance(item, type) and issubclass(item, JSONModel)
-        return [_decode(item, {} if v is None and empty else v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+        def decode_list(value: Any, path: str) -> list[Any]:
+            if not isinstance(value, list):
+                raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+            return [decode_item({} if v is None and empty else v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return decode_list
     if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
         _k, item = typing.get_args(hint)
-        return {str(k): _decode(item, v, _join(path, str(k))) for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
-        return value
-    if hint is str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
-        return value if isinstance(value, str) else str(value)
-    if hint is bytes:
-        return value
-    raise TypeError(f"unsupported model field type {hint!r} at {path}")
+        decode_value = _decoder(item)
+
+        def decode_dict(value: Any, path: str) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+            return {str(k): decode_value(v, _join(path, str(k))) for k, v in value.items()}
+        return decode_dict
+    scalar = _SCALAR_DECODERS.get(hint)
+    if scalar is not None:
+        return scalar
+
+    def unsupported(value: Any, path: str) -> Any:
+        raise TypeError(f"unsupported model field type {hint!r} at {path}")
+    return unsupported
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+    return value
+
+
+def _int(value: Any, path: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{path}: expected an integer, got {_describe(value)}")
+    return value
+
+
+def _str(value: Any, path: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+    return value if isinstance(value, str) else str(value)
+
+
+_SCALAR_DECODERS: dict[Any, Decoder] = {bool: _bool, int: _int, str: _str, bytes: lambda value, path: value}
 
 
 def _encode(value: Any) -> Any:

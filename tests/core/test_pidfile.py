@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import psutil
 
 from lima_core import pidfile
 
@@ -27,6 +30,10 @@ def test_round_trip_and_identity(tmp_path: Path) -> None:
 def test_lima_written_file_needs_matching_cmdline(tmp_path: Path) -> None:
     proc = subprocess.Popen(["sleep", "30"])
     try:
+        # Popen returns once exec has begun; the kernel sets the new command line a moment later.
+        deadline = time.monotonic() + 10
+        while "sleep" not in " ".join(psutil.Process(proc.pid).cmdline()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         path = tmp_path / "qemu.pid"
         path.write_text(str(proc.pid))
         assert pidfile.read(path, expect="sleep").alive
