@@ -37,20 +37,54 @@ def key(name: str, default: Any = None, *, omitempty: bool = False, factory: Any
 def model(cls: type[M]) -> type[M]:
     """Make *cls*, a :class:`JSONModel` subclass, a keyword-only dataclass.
 
-    ``__init__``, ``__repr__`` and ``__eq__`` come from :class:`JSONModel`,
-    driven by the class's field table, instead of being generated per class:
-    ``dataclasses`` compiles each generated method with ``exec``, and an
-    external driver process pays for that at every start (importing
-    ``limatype`` after grpc took 25 ms, now 8; benchmark B3).
-    ``dataclasses.fields`` and ``dataclasses.replace`` work as on any
-    dataclass.
+    ``dataclasses`` would compile ``__init__``, ``__repr__`` and ``__eq__``
+    for every class with ``exec`` when the module is imported, and an external
+    driver process pays for that at every start (importing ``limatype`` after
+    grpc took 25 ms, 8 without; benchmark B3). Here ``__repr__`` and
+    ``__eq__`` come from :class:`JSONModel`, driven by the field table, and
+    ``__init__`` is compiled the first time the class is instantiated, so
+    only the classes a process uses pay for it, and construction stays as
+    fast as a dataclass's. ``dataclasses.fields`` and ``dataclasses.replace``
+    work as on any dataclass.
     """
     cls = dataclasses.dataclass(cls, kw_only=True, init=False, repr=False, eq=False, match_args=False)
     fields = dataclasses.fields(cls)
-    cls._init_fields = tuple((f.name, f.default, f.default_factory) for f in fields)
+    cls.__init__ = _first_init  # type: ignore[misc]
     cls._repr_fields = tuple(f.name for f in fields if f.repr)
     cls._eq_fields = tuple(f.name for f in fields if f.compare)
     return cls
+
+
+def _first_init(self: Any, **kwargs: Any) -> None:
+    """Every model's ``__init__`` until its first instance: compile the real one, then call it."""
+    cls = type(self)
+    cls.__init__ = _compile_init(cls)
+    cls.__init__(self, **kwargs)
+
+
+_USE_FACTORY = object()
+
+
+def _compile_init(cls: type) -> Callable[..., None]:
+    """A keyword-only ``__init__`` assigning each field (what ``dataclasses`` generates)."""
+    env: dict[str, Any] = {"_USE_FACTORY": _USE_FACTORY}
+    params, body = [], []
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not _MISSING:
+            env[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_USE_FACTORY")
+            body.append(f"    self.{f.name} = _factory_{f.name}() if {f.name} is _USE_FACTORY else {f.name}")
+        elif f.default is not _MISSING:
+            env[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"    self.{f.name} = {f.name}")
+        else:
+            params.append(f.name)
+            body.append(f"    self.{f.name} = {f.name}")
+    exec(f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(body) + "\n", env)
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
 
 
 @model
@@ -58,23 +92,8 @@ class JSONModel:
     """Base class of the models; subclasses are decorated with :func:`model`."""
 
     extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=True)
-    _init_fields: typing.ClassVar[tuple[tuple[str, Any, Any], ...]]
     _repr_fields: typing.ClassVar[tuple[str, ...]]
     _eq_fields: typing.ClassVar[tuple[str, ...]]
-
-    def __init__(self, **kwargs: Any) -> None:
-        values = self.__dict__
-        for name, default, factory in self._init_fields:
-            if name in kwargs:
-                values[name] = kwargs.pop(name)
-            elif factory is not _MISSING:
-                values[name] = factory()
-            elif default is not _MISSING:
-                values[name] = default
-            else:
-                raise TypeError(f"{type(self).__name__}() is missing the keyword argument {name!r}")
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(kwargs))!r}")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._repr_fields)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from lima_core.errors import ConfigError
-from lima_core.limatype import SSH, DriverFeatures, Info, Instance, LimaYAML
+from lima_core.limatype import SSH, DriverFeatures, File, Info, Instance, Kernel, LimaYAML
 from lima_core.units import format_size, human_size, parse_size
 
 
@@ -70,8 +70,11 @@ def test_none_is_not_written_but_false_is() -> None:
 
 
 def test_models_behave_as_keyword_only_dataclasses() -> None:
-    # __init__, __repr__ and __eq__ are JSONModel's, not generated per class: they must act as dataclasses' do.
+    # __repr__ and __eq__ are JSONModel's and __init__ is compiled at first use: they must act as dataclasses' do.
     assert dataclasses.is_dataclass(Info)
+    assert Kernel(location="k", cmdline="c").cmdline == "c" and File(location="f").location == "f"  # each class its own
+    with pytest.raises(TypeError):
+        File(cmdline="c")  # a subclass's field, even once Kernel's __init__ is compiled
     info = Info(name="qemu", vsock_port=2222)
     assert (info.name, info.vsock_port, info.virtio_port) == ("qemu", 2222, "")
     assert info.features == DriverFeatures() and info.features is not Info().features  # a fresh default each time
