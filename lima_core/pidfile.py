@@ -159,8 +159,9 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
 
     A process we did not spawn lingers as a zombie until its new parent reaps
     it (here, init may take a second or more); it has exited all the same,
-    so a zombie counts as gone. It is never reaped here: a child's owner
-    (a ``Popen.wait``) must still see its real exit status.
+    so a zombie counts as gone, and so does its pid taken by a new process.
+    It is never reaped here: a child's owner (a ``Popen.wait``) must still
+    see its real exit status. A process we may not inspect counts as running.
     """
     import psutil
 
@@ -168,10 +169,12 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
     delay = 0.005
     while True:
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
                 return True
         except psutil.NoSuchProcess:
             return True
+        except psutil.AccessDenied:
+            pass
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(delay)

@@ -335,7 +335,7 @@ class QemuDriver:
         proc = self._running_qemu()
         if proc is not None:
             self._shutdown(proc)
-        if proc is None or process.gone(proc):
+        if proc is None or pidfile.wait_exit(proc, 0):
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
@@ -355,7 +355,7 @@ class QemuDriver:
             process.kill(proc)
             return
         deadline = time.monotonic() + self.stop_timeout
-        while not process.wait_gone(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
+        while not pidfile.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
                 process.kill(proc)

@@ -6,15 +6,14 @@ line names this very pid file (so a reused pid, or another instance's qemu,
 is never signalled), whatever the binary is called (``$QEMU_SYSTEM_*`` may
 name a wrapper).
 
-Exit is detected from the process table, not with ``kill -0``: a qemu that
-was reparented stays a zombie until its new parent reaps it, and a zombie
-has exited.
+Exit is detected from the process table (``lima_core.pidfile.wait_exit``),
+not with ``kill -0``: a qemu that was reparented stays a zombie until its new
+parent reaps it, and a zombie has exited.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VM_TYPE = "qemu"
-POLL_INTERVAL = 0.05
 
 
 def pid_path(instance_dir: Path) -> Path:
@@ -42,28 +40,6 @@ def find(instance_dir: Path) -> psutil.Process | None:
     return status.process
 
 
-def gone(proc: psutil.Process) -> bool:
-    """True once *proc* has exited (a zombie counts as exited)."""
-    import psutil
-
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied:
-        return False
-
-
-def wait_gone(proc: psutil.Process, timeout: float) -> bool:
-    """Wait up to *timeout* seconds for *proc* to exit; whether it did."""
-    deadline = time.monotonic() + timeout
-    while not gone(proc):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-    return True
-
-
 def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
     """SIGKILL *proc* and wait for it to be gone; whether it is."""
     import psutil
@@ -75,4 +51,4 @@ def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
     except psutil.AccessDenied as exc:
         log.warning("cannot kill qemu (pid %d): %s", proc.pid, exc)
         return False
-    return wait_gone(proc, timeout)
+    return pidfile.wait_exit(proc, timeout)
