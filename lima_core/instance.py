@@ -382,5 +382,20 @@ def delete(name: str, force: bool = False) -> list[str]:
                 notes.append(f"the driver could not clean up outside the instance directory: {exc.message}")
             finally:
                 supervisor.stop_servers(inst_dir, force=True)
-        shutil.rmtree(inst_dir)
+        _remove_instance_dir(inst_dir)
     return notes
+
+
+def _remove_instance_dir(inst_dir: Path) -> None:
+    """Remove *inst_dir*, first renaming it out of LIMA_HOME's instances in one step: a command waiting
+    for the instance's lock creates the lock file at each try, which could land in the directory while
+    it is being emptied (its removal then failed with "Directory not empty"). If the removal fails, the
+    rest goes back under the instance's name, for another ``lima delete -f``."""
+    doomed = inst_dir.with_name(f".{inst_dir.name}.deleting-{os.getpid()}")
+    os.rename(inst_dir, doomed)
+    try:
+        shutil.rmtree(doomed)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rename(doomed, inst_dir)
+        raise

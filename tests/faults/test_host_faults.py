@@ -122,3 +122,36 @@ def test_waiting_for_the_lock_of_a_deleted_instance(short_tmp: Path) -> None:
     t.join(5)
     assert outcome == ["gone"] and not d.exists()
     assert not locks.held(d / "instance.lock") and not d.exists()
+
+
+def test_delete_while_a_command_tries_the_lock(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                               instances: list[str]) -> None:
+    """A command waiting for the instance lock creates the lock file at each try. One landing in the directory
+    while `delete -f` emptied it made the removal fail ("Directory not empty"), a flake of
+    test_delete_during_a_start; here the waiter tries without pause, so it lands nearly every time."""
+    import os
+    import threading
+
+    instances.append("tries")
+    lima("create", "--name", "tries", str(fake_template), ok=True)
+    lock = lima_home / "tries" / "instance.lock"
+    done = threading.Event()
+    tries = [0]
+
+    def waiter() -> None:  # what locks.exclusive does at each try, without the 50 ms pause between tries
+        while not done.is_set():
+            try:
+                os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o644))
+                tries[0] += 1
+            except FileNotFoundError:
+                return
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    try:
+        lima("delete", "-f", "tries", ok=True)
+    finally:
+        done.set()
+        t.join(10)
+    assert tries[0] > 0 and not (lima_home / "tries").exists()
+    assert not [p.name for p in lima_home.iterdir() if "tries" in p.name]
