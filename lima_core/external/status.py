@@ -29,8 +29,7 @@ BATCH_FLAG = "--inspect-status-batch"
 
 def encode_payload(instance: Instance) -> bytes:
     """The ``--inspect-status`` form: a JSON string holding base64 of the instance JSON, and a newline."""
-    data = json.dumps(instance.to_json(), separators=(",", ":")).encode()
-    return json.dumps(base64.b64encode(data).decode()).encode() + b"\n"
+    return json.dumps(base64.b64encode(instance.to_json_bytes()).decode()).encode() + b"\n"
 
 
 def decode_payload(data: bytes) -> Instance:
@@ -41,8 +40,13 @@ def decode_payload(data: bytes) -> Instance:
         decoded = base64.b64decode(inner, validate=True)
     except ValueError as exc:
         raise DriverError(f"malformed --inspect-status payload: {exc}") from exc
+    return decode_instance(decoded)
+
+
+def decode_instance(data: bytes) -> Instance:
+    """An instance from its JSON; DriverError when it is not one."""
     try:
-        return Instance.from_json(json.loads(decoded or b"{}"))
+        return Instance.from_json_bytes(data)
     except (ValueError, ConfigError) as exc:
         raise DriverError(f"malformed instance JSON: {exc}") from exc
 

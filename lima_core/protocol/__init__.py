@@ -15,7 +15,6 @@ Lima's drivers return, becomes :class:`UnsupportedOperation`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -64,23 +63,20 @@ ProtocolInfo = lima_core_ext_pb2.ProtocolInfo
 
 
 def encode_instance(instance: Instance) -> bytes:
-    return json.dumps(instance.to_json(), separators=(",", ":")).encode()
+    return instance.to_json_bytes()
 
 
-def decode_instance(data: bytes) -> Instance:
-    try:
-        return Instance.from_json(json.loads(data or b"{}"))
-    except (ValueError, errors.ConfigError) as exc:
-        raise errors.DriverError(f"malformed instance JSON: {exc}") from exc
+#: Defined beside the grpc-free ``--inspect-status`` client, which reads instances too.
+decode_instance = _status.decode_instance
 
 
 def encode_info(info: Info) -> bytes:
-    return json.dumps(info.to_json(), separators=(",", ":")).encode()
+    return info.to_json_bytes()
 
 
 def decode_info(data: bytes) -> Info:
     try:
-        return Info.from_json(json.loads(data or b"{}"))
+        return Info.from_json_bytes(data)
     except (ValueError, errors.ConfigError) as exc:
         raise errors.DriverError(f"malformed driver info JSON: {exc}") from exc
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from lima_core import _jsonmodel
 from lima_core.errors import ConfigError
 from lima_core.limatype import SSH, DriverFeatures, File, Info, Instance, Kernel, LimaYAML
 from lima_core.units import format_size, human_size, parse_size
@@ -90,6 +96,85 @@ def test_models_behave_as_keyword_only_dataclasses() -> None:
         Info("qemu")  # type: ignore[misc]
     with pytest.raises(TypeError, match="unhashable"):
         hash(info)
+
+
+# -- the compiled codecs against the checked decoder and the encoding rules -------------------
+
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+#: Values of a wrong or convertible type: what sends the compiled decoder to the checked one.
+odd = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.text(max_size=3),
+                st.lists(st.integers(0, 2), max_size=2), st.dictionaries(st.integers(0, 2), st.none(), max_size=2))
+
+
+def documents(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
+    """JSON-ish values for *hint*: mostly the declared shape (to go deep), sometimes an odd value."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(hint, type) and issubclass(hint, _jsonmodel.JSONModel):
+        if depth > 3:
+            return st.just({})
+        hints = typing.get_type_hints(hint)
+        fields = {f.metadata["key"]: documents(hints[f.name], depth + 1)
+                  for f in dataclasses.fields(hint) if "key" in f.metadata}
+        shaped = st.fixed_dictionaries({}, optional=fields).flatmap(
+            lambda d: st.dictionaries(st.text(max_size=4), odd, max_size=2).map(lambda extra: {**extra, **d}))
+        return st.one_of(shaped, shaped, shaped, odd)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return st.one_of(st.lists(documents(item, depth + 1) | st.none(), max_size=3), odd)
+    if origin is dict:
+        _key, item = typing.get_args(hint)
+        return st.one_of(st.dictionaries(st.text(max_size=4) | st.integers(0, 3), documents(item, depth + 1),
+                                         max_size=3), odd)
+    plain = {str: st.text(max_size=5), int: st.integers(-2**40, 2**40), bool: st.booleans()}.get(hint)
+    return st.one_of(plain, plain, odd) if plain is not None else odd
+
+
+def outcome(decode: Any) -> Any:
+    try:
+        return decode()
+    except (ConfigError, TypeError) as exc:
+        return type(exc), str(exc)
+
+
+@pytest.mark.parametrize("cls", [Info, Instance, LimaYAML, Kernel])
+@FUZZ
+@given(data=st.data())
+def test_compiled_decoder_agrees_with_the_checked_one(cls: type, data: st.DataObject) -> None:
+    doc = data.draw(documents(cls))
+    got = outcome(lambda: cls.from_json(doc, "top"))
+    assert got == outcome(lambda: _jsonmodel._checked_from_json(cls, doc, "top"))
+    if isinstance(got, cls):
+        assert got.to_json() == reference_to_json(got)
+
+
+def reference_to_json(model: Any) -> Any:
+    """The encoding rules spelled out: keyed fields in order, None never written, omitempty drops empty
+    values, unknown keys after them without overriding a known one."""
+    if isinstance(model, list):
+        return [reference_to_json(v) for v in model]
+    if isinstance(model, dict):
+        return {k: reference_to_json(v) for k, v in model.items()}
+    if not isinstance(model, _jsonmodel.JSONModel):
+        return model
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(model):
+        value = getattr(model, f.name)
+        if "key" not in f.metadata or value is None or (f.metadata["omitempty"] and value in ("", 0, False, [], {})):
+            continue
+        out[f.metadata["key"]] = reference_to_json(value)
+    for k, v in model.extra.items():
+        out.setdefault(k, v)
+    return out
+
+
+def test_compiled_decoder_copies_what_it_decodes() -> None:
+    doc = {"images": [{"location": "a"}], "env": {"A": "b"}, "additionalDisks": ["d"]}
+    cfg = LimaYAML.from_json(doc)
+    assert cfg.images is not None and cfg.env is not None and cfg.additional_disks is not None
+    assert cfg.env is not doc["env"] and cfg.additional_disks is not doc["additionalDisks"]
+    assert type(cfg.images[0]).__name__ == "Image" and cfg.images[0].location == "a"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
