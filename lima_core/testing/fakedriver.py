@@ -72,7 +72,7 @@ class FakeDriver:
         if self.instance is None or self.instance.config is None:
             return
         opts = self._opts()
-        _hang(self.dir, opts, hook)
+        _hang(self.instance.dir, opts, hook)
         if opts.get("dieIn") == hook:
             _die(hook)
 
@@ -134,7 +134,7 @@ class FakeDriver:
     @hookimpl
     def start(self) -> StartHandle:
         opts = self._opts()
-        _hang(self.dir, opts, "start")
+        _hang(str(self.dir), opts, "start")
         if opts.get("failStart"):
             raise StartFailed(str(opts["failStart"]))
         if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
@@ -184,7 +184,7 @@ class FakeDriver:
     @hookimpl
     def inspect_status(self, instance: Instance) -> str:
         if instance.config is not None:
-            _hang(Path(instance.dir), instance.config.vm_opts_for(self.name), "inspect_status")
+            _hang(instance.dir, instance.config.vm_opts_for(self.name), "inspect_status")
         return ""
 
     @hookimpl
@@ -258,10 +258,10 @@ class FakeDriver:
         self._fault("additional_setup_for_ssh")
 
 
-def _hang(inst_dir: Path, opts: dict, hook: str) -> None:
+def _hang(inst_dir: str, opts: dict, hook: str) -> None:
     hang = opts.get("hangIn")
     if isinstance(hang, dict) and hook in hang:
-        (inst_dir / f"fake.hanging.{hook}").touch()
+        (Path(inst_dir) / f"fake.hanging.{hook}").touch()
         time.sleep(float(hang[hook]))
 
 
