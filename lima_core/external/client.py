@@ -49,6 +49,9 @@ class Connection:
         self._dial = _DialPath(server.socket)
         self._channel = protocol.channel(self._dial.path)
         self._driver, self._ext = protocol.stubs(self._channel)
+        #: hook -> (the stub's method, the hook's Wire), for the unary hooks
+        self._unary = {hook: (getattr(self._ext if wire.extension else self._driver, wire.rpc), wire)
+                       for hook, wire in protocol.WIRE.items() if not wire.streaming}
         self._metadata = ((protocol.SESSION_KEY, uuid.uuid4().hex),)
 
     def close(self) -> None:
@@ -75,13 +78,12 @@ class Connection:
             raise self._error(exc, "protocol_info") from None
 
     def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
-        wire = protocol.WIRE[hook]
-        stub = self._ext if wire.extension else self._driver
+        rpc, wire = self._unary[hook]
         try:
             # A blocking call: grpc checks for signals while it waits, so Ctrl-C raises
             # KeyboardInterrupt here and cancels the call. A future waited on in slices costs a
             # thread hand-off per call (benchmark B2).
-            response = getattr(stub, wire.rpc)(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
+            response = rpc(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc, hook) from None
         return wire.result(response)
@@ -224,20 +226,18 @@ class _ShimBase:
     def close(self) -> None:
         self._connection.close()
 
-    def _forward(self, hook: str, kwargs: dict[str, Any]) -> Any:
-        if hook == "start":
-            return self._connection.start()
-        if hook == "inspect_status":
-            return inspect_status(self._path, kwargs["instance"])
-        return self._connection.call(hook, kwargs)
-
 
 def _forwarding_impl(hook: str) -> Any:
     """A hookimpl with the spec's exact parameter names (pluggy reads them from the code object)."""
     params = list(inspect.signature(getattr(hookspecs, hook)).parameters)
-    kwargs = ", ".join(f"{p!r}: {p}" for p in params)
-    source = f"def {hook}(self, {', '.join(params)}):\n    return self._forward({hook!r}, {{{kwargs}}})\n"
-    namespace: dict[str, Any] = {}
+    if hook == "start":
+        call = "self._connection.start()"
+    elif hook == "inspect_status":
+        call = "_inspect_status(self._path, instance)"
+    else:
+        call = f"self._connection.call({hook!r}, {{{', '.join(f'{p!r}: {p}' for p in params)}}})"
+    source = f"def {hook}(self, {', '.join(params)}):\n    return {call}\n"
+    namespace: dict[str, Any] = {"_inspect_status": inspect_status}
     exec(compile(source, f"<lima_core shim {hook}>", "exec"), namespace)  # noqa: S102 - generated from hookspecs
     impl = namespace[hook]
     impl.__doc__ = f"Forward {hook} to the external driver."

@@ -206,14 +206,14 @@ def _bridge_once(listener: socket.socket, conn: Any, path: Path) -> None:
 
 
 def _build_servicers(servicer: _Servicer) -> tuple[Any, Any]:
-    driver_methods: dict[str, Any] = {"Start": lambda self, req, ctx: servicer.start(req, ctx)}
-    ext_methods: dict[str, Any] = {"GetProtocolInfo": lambda self, req, ctx: servicer.protocol_info(req, ctx)}
+    # grpc calls servicer.<Rpc>(request, context): the handlers themselves, as static methods.
+    driver_methods: dict[str, Any] = {"Start": staticmethod(servicer.start)}
+    ext_methods: dict[str, Any] = {"GetProtocolInfo": staticmethod(servicer.protocol_info)}
     for hook, wire in protocol.WIRE.items():
         if wire.streaming:
             continue
-        handler = servicer.unary(hook)
         target = ext_methods if wire.extension else driver_methods
-        target[wire.rpc] = (lambda h: lambda self, req, ctx: h(req, ctx))(handler)
+        target[wire.rpc] = staticmethod(servicer.unary(hook))
     driver_cls = type("DriverServicer", (protocol.DriverServicerBase,), driver_methods)
     ext_cls = type("ExtensionsServicer", (protocol.ExtensionsServicerBase,), ext_methods)
     return driver_cls(), ext_cls()

@@ -157,3 +157,33 @@ def test_each_host_has_its_own_manager() -> None:
     ha, hb = DriverHost(a, "a"), DriverHost(b, "b")
     assert ha._pm is not hb._pm
     assert len(ha._pm.hook.info.get_hookimpls()) == 1
+
+
+def test_a_hook_is_called_as_pluggy_calls_it() -> None:
+    """A plain implementation is called without pluggy's loop; a wrapper goes through pluggy. Both give what
+    pluggy gives: the arguments the implementation names, its result, its exception."""
+    calls: list[str] = []
+
+    class Driver(Minimal):
+        @hookimpl
+        def configure(self) -> None:  # takes fewer arguments than the spec, as pluggy allows
+            calls.append("configure")
+
+        @hookimpl
+        def create_snapshot(self, tag: str) -> None:
+            calls.append(f"snapshot {tag}")
+            raise ValidationError(f"no room for {tag}")
+
+        @hookimpl(wrapper=True)
+        def stop(self):  # type: ignore[no-untyped-def]
+            calls.append("around stop")
+            return (yield)
+
+    host = DriverHost(Driver(), "d")
+    assert set(host._direct) == {"info", "start", "configure", "create_snapshot"}  # not the wrapped stop
+    assert host.call("configure", instance=object()) is None and host.info().name == "mini"
+    with pytest.raises(ValidationError, match="^no room for t1$"):
+        host.create_snapshot(tag="t1")
+    host.stop()
+    assert calls == ["configure", "snapshot t1", "around stop"]
+    assert host._direct["info"]({}) == host._pm.hook.info()  # the same call both ways
