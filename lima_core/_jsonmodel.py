@@ -111,15 +111,29 @@ class JSONModel:
     @classmethod
     def from_json(cls: type[M], data: Any, path: str = "") -> M:
         """Build from a decoded JSON/YAML mapping; ConfigError on a wrong type."""
-        try:
-            return (_FAST_DECODERS.get(cls) or _fast_decoder(cls))(data)
-        except _NotPlain:
-            return _checked_from_json(cls, data, path)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
+        kwargs: dict[str, Any] = {}
+        for attr, json_key, _omit, decode in _fields(cls):
+            if json_key in data:
+                kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
+        known = _keys(cls)
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
         """The mapping to serialise, with Lima's keys; unknown keys included."""
-        cls = self.__class__
-        return (_ENCODERS.get(cls) or _encoder(cls))(self)
+        out: dict[str, Any] = {}
+        for attr, json_key, omitempty, _decode in _fields(type(self)):
+            value = getattr(self, attr)
+            if value is None or (omitempty and _is_empty(value)):
+                continue
+            out[json_key] = value if value.__class__ in _SCALARS else _encode(value)
+        for k, v in self.extra.items():
+            out.setdefault(k, v)
+        return out
 
     def to_json_bytes(self) -> bytes:
         """Compact JSON (no spaces, as Go's ``json.Marshal`` writes it): what crosses the wire."""
@@ -157,21 +171,6 @@ def _parse(data: bytes) -> Any:
     except ValueError:
         pass
     return json.loads(data)
-
-
-def _checked_from_json(cls: type[M], data: Any, path: str) -> M:
-    """The decoder that checks every value and names the path of a wrong one."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
-    kwargs: dict[str, Any] = {}
-    for attr, json_key, _omit, decode in _fields(cls):
-        if json_key in data:
-            kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
-    known = _keys(cls)
-    kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
-    return cls(**kwargs)
 
 
 @functools.cache
@@ -291,131 +290,5 @@ def _encode(value: Any) -> Any:
     return value
 
 
-# -- compiled codecs ------------------------------------------------------------------------
-#
-# Decoding and encoding sit on every call to an external driver (``info`` and ``configure``
-# carry JSON; benchmark B2), so each model gets a decoder and an encoder compiled for its
-# fields the first time it is used, as its ``__init__`` is. The compiled decoder takes only
-# the plain shape (a dict, values of exactly the declared types, string keys) and raises
-# ``_NotPlain`` at anything else; ``from_json`` then decodes the whole document again with
-# ``_checked_from_json``, which converts what it may (``1.0`` to an int, a number to a
-# string) and names the path of what is wrong. Both give equal models for any document.
-
-
-class _NotPlain(Exception):
-    """A value the compiled decoder does not take as is."""
-
-
-def _not_plain() -> Any:
-    raise _NotPlain
-
-
-_FAST_DECODERS: dict[type, Callable[[Any], Any]] = {}
-_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
-_EMPTYABLE = (bool, int, float, str, list, dict)
-
-
-def _fast_decoder(cls: type) -> Callable[[Any], Any]:
-    """Compile *cls*'s plain-shape decoder. A model that holds itself, directly or not, reaches the
-    decoder being compiled through a trampoline."""
-    _FAST_DECODERS[cls] = lambda data: _FAST_DECODERS[cls](data)
-    try:
-        decode = _compile_fast_decoder(cls)
-    except BaseException:
-        del _FAST_DECODERS[cls]
-        raise
-    _FAST_DECODERS[cls] = decode
-    return decode
-
-
-def _compile_fast_decoder(cls: type) -> Callable[[Any], Any]:
-    env: dict[str, Any] = {"_cls": cls, "_new": object.__new__, "_MISSING": _MISSING, "_not_plain": _not_plain,
-                           "_known": _keys(cls)}
-    hints = typing.get_type_hints(cls)
-    lines = ["def decode(data):", "    if data.__class__ is not dict:", "        _not_plain()",
-             "    found = 0"]
-    assign = []
-    for i, f in enumerate(dataclasses.fields(cls)):
-        local = f"f{i}"
-        if f.default_factory is not _MISSING:
-            env[f"_factory{i}"] = f.default_factory
-            default = f"_factory{i}()"
-        elif f.default is not _MISSING:
-            env[f"_default{i}"] = f.default
-            default = f"_default{i}"
-        else:  # a field the JSON may not leave out: let the checked decoder say so
-            default = "_not_plain()"
-        if f.name == "extra":
-            assign.append((f.name, "extra"))
-            continue
-        if "key" not in f.metadata:
-            lines.append(f"    {local} = {default}")
-        else:
-            lines += [f"    v = data.get({f.metadata['key']!r}, _MISSING)",
-                      "    if v is _MISSING:",
-                      f"        {local} = {default}",
-                      "    else:",
-                      "        found += 1",
-                      f"        {local} = None if v is None else {_plain(hints[f.name], 'v', env, 0)}"]
-        assign.append((f.name, local))
-    lines += ["    extra = {} if found == len(data) else {k: x for k, x in data.items() if k not in _known}",
-              "    obj = _new(_cls)"]
-    lines += [f"    obj.{name} = {local}" for name, local in assign]
-    lines.append("    return obj")
-    exec("\n".join(lines) + "\n", env)  # noqa: S102 - generated from the model's own fields
-    decode = env["decode"]
-    decode.__qualname__ = f"{cls.__qualname__}.<compiled from_json>"
-    return decode
-
-
-def _plain(hint: Any, var: str, env: dict[str, Any], depth: int) -> str:
-    """An expression taking *var* (not None) as a value of *hint*, or raising ``_NotPlain``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return _plain(next(a for a in typing.get_args(hint) if a is not type(None)), var, env, depth)
-    if hint is Any or hint is bytes:
-        return var
-    if hint in (str, int, bool):
-        return f"({var} if {var}.__class__ is {hint.__name__} else _not_plain())"
-    item_var = f"x{depth}"
-    if isinstance(hint, type) and issubclass(hint, JSONModel):
-        name = f"_decode_{hint.__name__}_{id(hint):x}"
-        env[name] = _FAST_DECODERS.get(hint) or _fast_decoder(hint)
-        return f"{name}({var})"
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if item is Any:
-            return f"({var}[:] if {var}.__class__ is list else _not_plain())"
-        if isinstance(item, type) and issubclass(item, JSONModel):  # a null entry is an empty model, as Go has it
-            each = _plain(item, f"({{}} if {item_var} is None else {item_var})", env, depth + 1)
-        else:
-            each = f"(None if {item_var} is None else {_plain(item, item_var, env, depth + 1)})"
-        return f"([{each} for {item_var} in {var}] if {var}.__class__ is list else _not_plain())"
-    if origin is dict:
-        _k, item = typing.get_args(hint)
-        key_var = f"k{depth}"
-        each = item_var if item is Any else f"(None if {item_var} is None else {_plain(item, item_var, env, depth + 1)})"
-        return (f"({{({key_var} if {key_var}.__class__ is str else _not_plain()): {each} "
-                f"for {key_var}, {item_var} in {var}.items()}} if {var}.__class__ is dict else _not_plain())")
-    return "_not_plain()"  # a type the checked decoder reports
-
-
-def _encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
-    """Compile *cls*'s ``to_json``: each keyed field in order, then the unknown keys."""
-    env: dict[str, Any] = {"_SCALARS": _SCALARS, "_encode": _encode, "_EMPTYABLE": _EMPTYABLE}
-    lines = ["def encode(self):", "    out = {}"]
-    for attr, json_key, omitempty, _decode in _fields(cls):
-        skip = "v is not None and not (isinstance(v, _EMPTYABLE) and not v)" if omitempty else "v is not None"
-        lines += [f"    v = self.{attr}",
-                  f"    if {skip}:",
-                  f"        out[{json_key!r}] = v if v.__class__ in _SCALARS else _encode(v)"]
-    lines += ["    if self.extra:",
-              "        for k, x in self.extra.items():",
-              "            if k not in out:",
-              "                out[k] = x",
-              "    return out"]
-    exec("\n".join(lines) + "\n", env)  # noqa: S102 - generated from the model's own fields
-    encode = env["encode"]
-    encode.__qualname__ = f"{cls.__qualname__}.<compiled to_json>"
-    _ENCODERS[cls] = encode
-    return encode
+def _is_empty(value: Any) -> bool:
+    return isinstance(value, (bool, int, float, str, list, dict)) and not value
