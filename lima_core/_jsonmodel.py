@@ -111,17 +111,10 @@ class JSONModel:
     @classmethod
     def from_json(cls: type[M], data: Any, path: str = "") -> M:
         """Build from a decoded JSON/YAML mapping; ConfigError on a wrong type."""
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
-        kwargs: dict[str, Any] = {}
-        for attr, json_key, _omit, decode in _fields(cls):
-            if json_key in data:
-                kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
-        known = _keys(cls)
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
-        return cls(**kwargs)
+        try:
+            return _decode_plain(cls, data)
+        except _NotPlain:
+            return _decode_checked(cls, data, path)
 
     def to_json(self) -> dict[str, Any]:
         """The mapping to serialise, with Lima's keys; unknown keys included."""
@@ -156,6 +149,128 @@ class JSONModel:
 
 Decoder = Callable[[Any, str], Any]
 _SCALARS = frozenset({str, int, float, bool})
+
+
+def _decode_checked(cls: type[M], data: Any, path: str) -> M:
+    """Decode *data*, converting what Go would (``1.0`` to an int, a number to a string) and naming the
+    path of a value of the wrong type."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
+    kwargs: dict[str, Any] = {}
+    for attr, json_key, _omit, decode in _fields(cls):
+        if json_key in data:
+            kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
+    known = _keys(cls)
+    kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+    return cls(**kwargs)
+
+
+# -- the plain-shape decoder ----------------------------------------------------------------
+#
+# Documents that cross the wire between lima-core and a driver (``info``, ``configure``; B2)
+# almost always hold exactly the declared types. ``_decode_plain`` takes only that shape: a
+# dict, values of exactly the field's type (or null), string keys. It checks each value with
+# one class comparison instead of a chain of decoder calls, and builds no paths, and raises
+# ``_NotPlain`` at anything else; ``from_json`` then decodes the document with
+# ``_decode_checked``, which converts what it may and names what is wrong. The two give equal
+# models for any document (tests/core/test_model.py fuzzes that).
+
+
+class _NotPlain(Exception):
+    """A document (or a value in it) that ``_decode_plain`` does not take as is."""
+
+
+# How _decode_plain takes a field's value (the kind, with an argument).
+_AS_IS, _EXACT, _MODEL, _LIST, _LIST_EXACT, _LIST_MODEL, _DICT, _DICT_EXACT, _NEVER = range(9)
+_PLAIN_TYPES = (str, int, bool)
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[tuple[str, str | None, Any, bool, int, Any], ...], frozenset[str]]:
+    """Per field of *cls*: (attribute, JSON key or None, default, default is a factory, kind, argument);
+    and the JSON keys."""
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in dataclasses.fields(cls):
+        factory = f.default_factory is not _MISSING
+        default = f.default_factory if factory else f.default
+        kind, arg = _kind(hints[f.name]) if "key" in f.metadata else (_NEVER, None)
+        if not factory and default is _MISSING:  # a field a document may not leave out: the checked decoder says so
+            kind = _NEVER
+        plan.append((f.name, f.metadata.get("key"), default, factory, kind, arg))
+    return tuple(plan), _keys(cls)
+
+
+def _kind(hint: Any) -> tuple[int, Any]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(hint)
+    if hint is Any or hint is bytes:
+        return _AS_IS, None
+    if hint in _PLAIN_TYPES:
+        return _EXACT, hint
+    if isinstance(hint, type) and issubclass(hint, JSONModel):
+        return _MODEL, hint
+    if origin in (list, dict):
+        item = typing.get_args(hint)[-1]
+        if typing.get_origin(item) in (typing.Union, types.UnionType):
+            item = next(a for a in typing.get_args(item) if a is not type(None))
+        if item is Any:
+            return (_LIST if origin is list else _DICT), None
+        if item in _PLAIN_TYPES:
+            return (_LIST_EXACT if origin is list else _DICT_EXACT), item
+        if origin is list and isinstance(item, type) and issubclass(item, JSONModel):
+            return _LIST_MODEL, item
+    return _NEVER, None
+
+
+def _decode_plain(cls: type[M], data: Any) -> M:
+    if data.__class__ is not dict:
+        raise _NotPlain
+    plan, known = _plan(cls)
+    obj = object.__new__(cls)
+    attrs = obj.__dict__
+    found = 0
+    for attr, json_key, default, factory, kind, arg in plan:
+        value = data.get(json_key, _MISSING) if json_key is not None else _MISSING
+        if value is _MISSING:
+            if not factory and default is _MISSING:
+                raise _NotPlain
+            attrs[attr] = default() if factory else default
+            continue
+        found += 1
+        if value is None or kind == _AS_IS:
+            attrs[attr] = value
+        elif kind == _EXACT:
+            if value.__class__ is not arg:
+                raise _NotPlain
+            attrs[attr] = value
+        elif kind == _MODEL:
+            attrs[attr] = _decode_plain(arg, value)
+        elif kind <= _LIST_MODEL:
+            if value.__class__ is not list:
+                raise _NotPlain
+            if kind == _LIST_MODEL:
+                attrs[attr] = [_decode_plain(arg, {} if v is None else v) for v in value]
+                continue
+            if kind == _LIST_EXACT:
+                for v in value:
+                    if v.__class__ is not arg and v is not None:
+                        raise _NotPlain
+            attrs[attr] = value[:]
+        elif kind <= _DICT_EXACT:
+            if value.__class__ is not dict:
+                raise _NotPlain
+            for k, v in value.items():
+                if k.__class__ is not str or (kind == _DICT_EXACT and v.__class__ is not arg and v is not None):
+                    raise _NotPlain
+            attrs[attr] = dict(value)
+        else:
+            raise _NotPlain
+    attrs["extra"] = {} if found == len(data) else {k: v for k, v in data.items() if k not in known}
+    return obj
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 _JSON = json.JSONDecoder()
 
