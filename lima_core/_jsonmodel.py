@@ -191,7 +191,7 @@ _PLAIN_TYPES = (str, int, bool)
 def _plan(cls: type) -> tuple[tuple[tuple[str, str | None, Any, bool, int, Any], ...], frozenset[str]]:
     """Per field of *cls*: (attribute, JSON key or None, default, default is a factory, kind, argument);
     and the JSON keys."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     plan = []
     for f in dataclasses.fields(cls):
         factory = f.default_factory is not _MISSING
@@ -291,12 +291,18 @@ def _parse(data: bytes) -> Any:
 @functools.cache
 def _fields(cls: type) -> tuple[tuple[str, str, bool, Decoder], ...]:
     """(attribute, JSON key, omitempty, decoder) of each keyed field of model *cls*."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         if "key" in f.metadata:
             out.append((f.name, f.metadata["key"], f.metadata["omitempty"], _decoder(hints[f.name])))
     return tuple(out)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The field types of model *cls* (its annotations are strings, evaluated once)."""
+    return typing.get_type_hints(cls)
 
 
 @functools.cache
