@@ -119,13 +119,14 @@ class JSONModel:
     def to_json(self) -> dict[str, Any]:
         """The mapping to serialise, with Lima's keys; unknown keys included."""
         out: dict[str, Any] = {}
-        for attr, json_key, omitempty, _decode in _fields(type(self)):
+        for attr, json_key, omitempty in _encoding(self.__class__):
             value = getattr(self, attr)
             if value is None or (omitempty and _is_empty(value)):
                 continue
             out[json_key] = value if value.__class__ in _SCALARS else _encode(value)
-        for k, v in self.extra.items():
-            out.setdefault(k, v)
+        if self.extra:
+            for k, v in self.extra.items():
+                out.setdefault(k, v)
         return out
 
     def to_json_bytes(self) -> bytes:
@@ -300,6 +301,13 @@ def _fields(cls: type) -> tuple[tuple[str, str, bool, Decoder], ...]:
 
 
 @functools.cache
+def _encoding(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(attribute, JSON key, omitempty) of each keyed field of model *cls*, in order."""
+    return tuple((f.name, f.metadata["key"], f.metadata["omitempty"]) for f in dataclasses.fields(cls)
+                 if "key" in f.metadata)
+
+
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     """The field types of model *cls* (its annotations are strings, evaluated once)."""
     return typing.get_type_hints(cls)
@@ -402,6 +410,8 @@ _SCALAR_DECODERS: dict[Any, Decoder] = {bool: _bool, int: _int, str: _str, bytes
 
 
 def _encode(value: Any) -> Any:
+    if value.__class__ in _SCALARS:
+        return value
     if isinstance(value, JSONModel):
         return value.to_json()
     if isinstance(value, list):
