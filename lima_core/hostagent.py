@@ -23,11 +23,9 @@ import datetime
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import socketserver
-import string
 import subprocess
 import sys
 import threading
@@ -35,9 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import filelock
-
-from . import cidata, events, filenames, instance, pidfile, sshutil, store
+from . import cidata, events, filenames, instance, locks, pidfile, sshutil, store
 from .errors import DriverUnavailable, LimaError
 from .external import supervisor
 from .host import DriverHost
@@ -75,12 +71,20 @@ def run(name: str) -> int:
     logging.getLogger("lima_core").handlers[:] = [handler]
     logging.getLogger("lima_core").setLevel(logging.DEBUG)
     inst_dir = store.existing_dir(name)
-    lock = filelock.FileLock(str(inst_dir / instance.HA_LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
-        events.emit(sys.stdout, events.Event(exiting=True, errors=[f"instance {name!r} is already running"]))
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locks.exclusive(inst_dir / instance.HA_LOCK, timeout=0))
+        except locks.Busy:
+            why = f"instance {name!r} is already running"
+        except locks.Gone:
+            why = f"instance {name!r} does not exist (it was deleted meanwhile)"
+        else:
+            return _run_locked(name, inst_dir)
+        events.emit(sys.stdout, events.Event(exiting=True, errors=[why]))
         return 1
+
+
+def _run_locked(name: str, inst_dir: Path) -> int:
     pid_path = inst_dir / filenames.HOST_AGENT_PID
     pidfile.write(pid_path, os.getpid())
     agent = HostAgent(name, inst_dir)
@@ -90,7 +94,6 @@ def run(name: str) -> int:
         return agent.run()
     finally:
         pidfile.remove(pid_path)
-        lock.release()
 
 
 class _StopDuringBoot(KeyboardInterrupt):
@@ -199,6 +202,9 @@ class HostAgent:
         return handle
 
     def _setup_vnc(self) -> None:
+        import secrets  # here, as only a VNC display needs it (10 ms of every host agent's start-up)
+        import string
+
         assert self.host is not None
         password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
         self.host.change_display_password(password=password)

@@ -19,15 +19,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import dirnames, download, events, filenames, limayaml, locks, pidfile, registry, store, yamlfile
+from . import dirnames, events, filenames, limayaml, locks, pidfile, registry, store, yamlfile
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
 from .external import supervisor
 from .host import DriverHost
 from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
+
+if TYPE_CHECKING:
+    from . import download
 
 log = logging.getLogger("lima_core")
 
@@ -133,6 +136,8 @@ def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
 
 
 def _download_image(inst: Instance, progress: Progress | None, download_progress: download.Progress | None) -> None:
+    from . import download  # here: urllib and http cost every lima command and host agent 25-30 ms
+
     assert inst.config is not None and inst.config.images is not None
     inst_dir = Path(inst.dir)
     failures = []

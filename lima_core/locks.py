@@ -3,9 +3,10 @@
 ``filelock`` creates a lock file's missing parent directories. A command
 waiting for ``instance.lock`` while ``lima delete`` removes the instance would
 then recreate the directory, leaving a ghost instance behind. These locks are
-``flock(2)`` on the same files (so they exclude ``filelock`` holders, such as
-the host agent's ``ha.lock``), and a lock whose directory is gone is reported
-as such. Elsewhere (no ``fcntl``) they fall back to ``filelock``.
+``flock(2)`` on the same files (so they exclude ``filelock`` holders), and a
+lock whose directory is gone is reported as such. Elsewhere (no ``fcntl``)
+they fall back to ``filelock``. The host agent holds ``ha.lock`` with them
+for its whole life.
 """
 
 from __future__ import annotations

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import filelock
-
 from . import dirnames, filenames
 from .errors import LimaError
 from .limatype import LimaYAML
@@ -46,6 +44,8 @@ def ensure_user_key() -> Path:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise SSHError("ssh-keygen was not found; install the OpenSSH client (Debian: apt install openssh-client)")
+    import filelock  # here: only to create the key (filelock's import costs the host agent 38 ms)
+
     with filelock.FileLock(str(config / "user.lock"), timeout=30):
         if not key.exists():
             proc = subprocess.run([keygen, "-t", "ed25519", "-q", "-N", "", "-C", "lima", "-f", str(key)],
