@@ -215,9 +215,7 @@ def _kind(hint: Any) -> tuple[int, Any]:
     if isinstance(hint, type) and issubclass(hint, JSONModel):
         return _MODEL, hint
     if origin in (list, dict):
-        item = typing.get_args(hint)[-1]
-        if typing.get_origin(item) in (typing.Union, types.UnionType):
-            item = next(a for a in typing.get_args(item) if a is not type(None))
+        item = typing.get_args(hint)[-1]  # an optional item type is left to the checked decoder
         if item is Any:
             return (_LIST if origin is list else _DICT), None
         if item in _PLAIN_TYPES:
