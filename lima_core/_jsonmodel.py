@@ -151,6 +151,22 @@ class JSONModel:
 Decoder = Callable[[Any, str], Any]
 _SCALARS = frozenset({str, int, float, bool})
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_JSON = json.JSONDecoder()
+
+
+def _parse(data: bytes) -> Any:
+    """``json.loads(data)``, minus its encoding sniffing and whitespace scans for UTF-8 JSON that
+    starts and ends with its value (what a driver sends); anything else goes to ``json.loads``."""
+    try:
+        text = data.decode()
+        value, end = _JSON.raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    return json.loads(data)
+
 
 def _decode_checked(cls: type[M], data: Any, path: str) -> M:
     """Decode *data*, converting what Go would (``1.0`` to an int, a number to a string) and naming the
@@ -206,7 +222,7 @@ def _plan(cls: type) -> tuple[tuple[tuple[str, str | None, Any, bool, int, Any],
 
 def _kind(hint: Any) -> tuple[int, Any]:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        hint = _non_null(hint)
     origin = typing.get_origin(hint)
     if hint is Any or hint is bytes:
         return _AS_IS, None
@@ -270,21 +286,6 @@ def _decode_plain(cls: type[M], data: Any) -> M:
             raise _NotPlain
     attrs["extra"] = {} if found == len(data) else {k: v for k, v in data.items() if k not in known}
     return obj
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-_JSON = json.JSONDecoder()
-
-
-def _parse(data: bytes) -> Any:
-    """``json.loads(data)``, minus its encoding sniffing and whitespace scans for UTF-8 JSON that
-    starts and ends with its value (what a driver sends); anything else goes to ``json.loads``."""
-    try:
-        text = data.decode()
-        value, end = _JSON.raw_decode(text)
-        if end == len(text):
-            return value
-    except ValueError:
-        pass
-    return json.loads(data)
 
 
 @functools.cache
@@ -313,7 +314,7 @@ def _hints(cls: type) -> dict[str, Any]:
 
 @functools.cache
 def _keys(cls: type) -> frozenset[str]:
-    return frozenset(json_key for _attr, json_key, _omit, _decode in _fields(cls))
+    return frozenset(json_key for _attr, json_key, _omit in _encoding(cls))
 
 
 def _join(path: str, part: str) -> str:
@@ -336,6 +337,11 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _non_null(union: Any) -> Any:
+    """The type an optional (``X | None``) holds; the first non-null member of a union."""
+    return next(a for a in typing.get_args(union) if a is not type(None))
+
+
 @functools.cache
 def _decoder(hint: Any) -> Decoder:
     """A function ``(value, path) -> value`` checking and converting a JSON value for *hint*.
@@ -344,7 +350,7 @@ def _decoder(hint: Any) -> Decoder:
     """
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        inner = _decoder(next(a for a in typing.get_args(hint) if a is not type(None)))
+        inner = _decoder(_non_null(hint))
         return lambda value, path: None if value is None else inner(value, path)
     if hint is Any:
         return lambda value, path: value
