@@ -39,6 +39,20 @@ def lima_home() -> Path:
 
 
 @pytest.fixture(scope="session")
+def proto_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of ``*_pb2.py`` and ``*_pb2_grpc.py`` generated now by protoc from ``proto/*.proto``,
+    as the author of a driver in another language generates them: peers that share no code with lima_core."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("protoc-out")
+    proto_dir = Path(__file__).resolve().parents[1] / "proto"
+    include = Path(protoc.__file__).parent / "_proto"
+    assert protoc.main(["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
+                        f"--grpc_python_out={out}", *map(str, sorted(proto_dir.glob("*.proto")))]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def driver_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding ``lima-driver-fake`` (the in-tree fake driver as an executable)."""
     bin_dir = tmp_path_factory.mktemp("driver-bin")

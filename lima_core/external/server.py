@@ -205,18 +205,14 @@ def _bridge_once(listener: socket.socket, conn: Any, path: Path) -> None:
     conn.close()
 
 
-def _build_servicers(servicer: _Servicer) -> tuple[Any, Any]:
-    # grpc calls servicer.<Rpc>(request, context): the handlers themselves, as static methods.
-    driver_methods: dict[str, Any] = {"Start": staticmethod(servicer.start)}
-    ext_methods: dict[str, Any] = {"GetProtocolInfo": staticmethod(servicer.protocol_info)}
+def _handlers(servicer: _Servicer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The handlers of service Driver and of lima-core's extensions, by RPC name."""
+    driver: dict[str, Any] = {"Start": servicer.start}
+    extensions: dict[str, Any] = {"GetProtocolInfo": servicer.protocol_info}
     for hook, wire in protocol.WIRE.items():
-        if wire.streaming:
-            continue
-        target = ext_methods if wire.extension else driver_methods
-        target[wire.rpc] = staticmethod(servicer.unary(hook))
-    driver_cls = type("DriverServicer", (protocol.DriverServicerBase,), driver_methods)
-    ext_cls = type("ExtensionsServicer", (protocol.ExtensionsServicerBase,), ext_methods)
-    return driver_cls(), ext_cls()
+        if not wire.streaming:
+            (extensions if wire.extension else driver)[wire.rpc] = servicer.unary(hook)
+    return driver, extensions
 
 
 # -- the executable -------------------------------------------------------------------------
@@ -348,7 +344,7 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
                          options=protocol.SERVER_OPTIONS)
     stop = threading.Event()
-    protocol.add_servicers(server, *_build_servicers(_Servicer(sessions, instance_dir, stop)))
+    protocol.add_servicers(server, *_handlers(_Servicer(sessions, instance_dir, stop)))
     # Before the socket exists: a host may signal us as soon as it sees it.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

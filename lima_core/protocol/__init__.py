@@ -1,6 +1,6 @@
 """The one adapter between driver hooks and Lima's gRPC messages.
 
-Only this package imports the generated ``*_pb2`` modules. It maps every hook
+The messages and services are declared in :mod:`.proto`. This module maps every hook
 to its RPC (:data:`WIRE`), converts arguments and results between plain Python
 values and messages in both directions, and maps errors to gRPC statuses and
 back, so the client shim and the server are both driven by the same table.
@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2
 
 from .. import errors
 from ..external import status as _status
 from ..limatype import Info, Instance
-from ._gen import driver_pb2, driver_pb2_grpc, lima_core_ext_pb2, lima_core_ext_pb2_grpc
+from . import proto
+from .proto import Empty, ProtocolInfo, StartResponse
 
 #: Revision of lima-core's protocol extensions (0 = plain Lima protocol).
 PROTOCOL_VERSION = 1
@@ -33,8 +33,8 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 ERROR_KIND_KEY = "lima-error-kind"
 #: Call metadata naming the client, so a lima-core server keeps one driver object per client.
 SESSION_KEY = "lima-session"
-SERVICE = "Driver"
-EXT_SERVICE = "lima_core.v1.DriverExtensions"
+SERVICE = proto.DRIVER.name
+EXT_SERVICE = proto.EXTENSIONS.name
 
 _MESSAGE_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -53,11 +53,6 @@ SERVER_OPTIONS = _MESSAGE_OPTIONS + [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
-
-Empty = empty_pb2.Empty
-StartResponse = driver_pb2.StartResponse
-ProtocolInfo = lima_core_ext_pb2.ProtocolInfo
-
 
 # -- JSON payloads ----------------------------------------------------------------------
 
@@ -143,12 +138,12 @@ def _returns(hook: str, rpc: str, message: Any, field: str, deadline: float | No
 
 WIRE: dict[str, Wire] = {w.hook: w for w in (
     Wire("info", "Info", _empty_request, _no_arguments,
-         lambda info: driver_pb2.InfoResponse(info_json=encode_info(info)),
+         lambda info: proto.InfoResponse(info_json=encode_info(info)),
          lambda m: decode_info(m.info_json), deadline=10),
     Wire("configure", "Configure",
-         lambda kw: driver_pb2.SetConfigRequest(instance_config_json=encode_instance(kw["instance"])),
+         lambda kw: proto.SetConfigRequest(instance_config_json=encode_instance(kw["instance"])),
          lambda m: {"instance": decode_instance(m.instance_config_json)},
-         lambda inst: driver_pb2.SetConfigResponse(instance_config_json=encode_instance(inst)),
+         lambda inst: proto.SetConfigResponse(instance_config_json=encode_instance(inst)),
          lambda m: decode_instance(m.instance_config_json), deadline=10),
     _unary("validate", "Validate", deadline=10),
     _unary("create", "Create"),
@@ -156,27 +151,27 @@ WIRE: dict[str, Wire] = {w.hook: w for w in (
     Wire("start", "Start", _empty_request, _no_arguments, _empty_response, _none, streaming=True),
     _unary("stop", "Stop"),
     _unary("delete", "Delete"),
-    _returns("boot_scripts", "BootScripts", driver_pb2.BootScriptsResponse, "scripts"),
+    _returns("boot_scripts", "BootScripts", proto.BootScriptsResponse, "scripts"),
     # Lima gives RunGUI a 10 s deadline although it blocks until the VM ends;
     # we give it none, so a GUI driver can work externally.
     _unary("run_gui", "RunGUI"),
     Wire("change_display_password", "ChangeDisplayPassword",
-         lambda kw: driver_pb2.ChangeDisplayPasswordRequest(password=kw["password"]),
+         lambda kw: proto.ChangeDisplayPasswordRequest(password=kw["password"]),
          lambda m: {"password": m.password}, _empty_response, _none),
-    _returns("display_connection", "GetDisplayConnection", driver_pb2.GetDisplayConnectionResponse, "connection"),
-    _tagged("create_snapshot", "CreateSnapshot", driver_pb2.CreateSnapshotRequest),
-    _tagged("apply_snapshot", "ApplySnapshot", driver_pb2.ApplySnapshotRequest),
-    _tagged("delete_snapshot", "DeleteSnapshot", driver_pb2.DeleteSnapshotRequest),
-    _returns("list_snapshots", "ListSnapshots", driver_pb2.ListSnapshotsResponse, "snapshots"),
-    _returns("forward_guest_agent", "ForwardGuestAgent", driver_pb2.ForwardGuestAgentResponse, "should_forward",
+    _returns("display_connection", "GetDisplayConnection", proto.GetDisplayConnectionResponse, "connection"),
+    _tagged("create_snapshot", "CreateSnapshot", proto.CreateSnapshotRequest),
+    _tagged("apply_snapshot", "ApplySnapshot", proto.ApplySnapshotRequest),
+    _tagged("delete_snapshot", "DeleteSnapshot", proto.DeleteSnapshotRequest),
+    _returns("list_snapshots", "ListSnapshots", proto.ListSnapshotsResponse, "snapshots"),
+    _returns("forward_guest_agent", "ForwardGuestAgent", proto.ForwardGuestAgentResponse, "should_forward",
              deadline=10),
     _unary("guest_agent_conn", "GuestAgentConn"),
-    _returns("ssh_address", "SSHAddress", driver_pb2.SSHAddressResponse, "address"),
+    _returns("ssh_address", "SSHAddress", proto.SSHAddressResponse, "address"),
     _unary("additional_setup_for_ssh", "AdditionalSetupForSSH"),
     Wire("capture_screenshot", "CaptureScreenshot",
-         lambda kw: lima_core_ext_pb2.CaptureScreenshotRequest(format=kw.get("format", "")),
+         lambda kw: proto.CaptureScreenshotRequest(format=kw.get("format", "")),
          lambda m: {"format": m.format},
-         lambda image: lima_core_ext_pb2.CaptureScreenshotResponse(image=image),
+         lambda image: proto.CaptureScreenshotResponse(image=image),
          lambda m: m.image, extension=True),
     Wire("check_host", "CheckHost", _empty_request, _no_arguments, _empty_response, _none, deadline=10,
          extension=True),
@@ -208,18 +203,34 @@ def channel(socket_path: str) -> grpc.Channel:
     return grpc.insecure_channel(unix_target(socket_path), options=CHANNEL_OPTIONS)
 
 
+class Stub:
+    """A client of one service: an attribute per RPC (``stub.Info(request, timeout=...)``)."""
+
+    def __init__(self, chan: grpc.Channel, service: proto.Service) -> None:
+        for rpc in service.rpcs:
+            make = chan.unary_stream if rpc.streaming else chan.unary_unary
+            # _registered_method: what protoc's generated stubs pass (the call skips a lookup by path)
+            setattr(self, rpc.name, make(f"/{service.name}/{rpc.name}", request_serializer=rpc.request.encode,
+                                         response_deserializer=rpc.response.decode, _registered_method=True))
+
+
 def stubs(chan: grpc.Channel) -> tuple[Any, Any]:
     """(Driver stub, DriverExtensions stub) on *chan*."""
-    return driver_pb2_grpc.DriverStub(chan), lima_core_ext_pb2_grpc.DriverExtensionsStub(chan)
+    return Stub(chan, proto.DRIVER), Stub(chan, proto.EXTENSIONS)
 
 
-def add_servicers(server: grpc.Server, driver_servicer: Any, ext_servicer: Any) -> None:
-    driver_pb2_grpc.add_DriverServicer_to_server(driver_servicer, server)
-    lima_core_ext_pb2_grpc.add_DriverExtensionsServicer_to_server(ext_servicer, server)
-
-
-DriverServicerBase = driver_pb2_grpc.DriverServicer
-ExtensionsServicerBase = lima_core_ext_pb2_grpc.DriverExtensionsServicer
+def add_servicers(server: grpc.Server, driver: dict[str, Callable[..., Any]],
+                  extensions: dict[str, Callable[..., Any]]) -> None:
+    """Serve both services on *server*; *driver* and *extensions* map every RPC name to its handler,
+    ``handler(request, context)``."""
+    for service, behaviours in ((proto.DRIVER, driver), (proto.EXTENSIONS, extensions)):
+        handlers = {}
+        for rpc in service.rpcs:
+            make = grpc.unary_stream_rpc_method_handler if rpc.streaming else grpc.unary_unary_rpc_method_handler
+            handlers[rpc.name] = make(behaviours[rpc.name], request_deserializer=rpc.request.decode,
+                                      response_serializer=rpc.response.encode)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.name, handlers),))
+        server.add_registered_method_handlers(service.name, handlers)
 
 
 # -- errors -------------------------------------------------------------------------------

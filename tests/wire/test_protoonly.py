@@ -25,24 +25,12 @@ REPO = HERE.parents[1]
 DRIVER = HERE / "protoonly_driver.py"
 
 
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """driver_pb2*.py generated now from proto/driver.proto, as a Go author runs protoc."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("protoonly-stubs")
-    include = Path(protoc.__file__).parent / "_proto"
-    assert protoc.main(["protoc", f"-I{REPO / 'proto'}", f"-I{include}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", str(REPO / "proto" / "driver.proto")]) == 0
-    return out
-
-
 @pytest.fixture
-def driver_dir(stubs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def driver_dir(proto_modules: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LIMA_DRIVERS_PATH directory holding the executable lima-driver-protoonly."""
     d = tmp_path_factory.mktemp("protoonly-bin")
     exe = d / "lima-driver-protoonly"
-    exe.write_text(f"#!/bin/sh\nPYTHONPATH={stubs} exec {sys.executable} {DRIVER} \"$@\"\n")
+    exe.write_text(f"#!/bin/sh\nPYTHONPATH={proto_modules} exec {sys.executable} {DRIVER} \"$@\"\n")
     exe.chmod(0o755)
     return d
 
