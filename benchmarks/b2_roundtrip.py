@@ -93,8 +93,8 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             inst = store.inspect("b2", driver_status=False)
             host.configure(inst)
             info, address = host.info(), host.ssh_address()
-            payloads = {"/Driver/Info": protocol.WIRE["info"].response(info).SerializeToString(),
-                        "/Driver/SSHAddress": protocol.WIRE["ssh_address"].response(address).SerializeToString()}
+            payloads = {"/Driver/Info": protocol.WIRE["info"].response(info).encode(),
+                        "/Driver/SSHAddress": protocol.WIRE["ssh_address"].response(address).encode()}
             with floor_server(home / "floor.sock", payloads, home):
                 bare = _grpc_floor.Client(str(home / "floor.sock"))
                 try:
