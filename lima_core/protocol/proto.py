@@ -45,6 +45,15 @@ class Field(NamedTuple):
     name: str
     kind: str
 
+    @property
+    def wire_type(self) -> int:
+        return _WIRE_TYPE[self.kind]
+
+    @property
+    def key(self) -> bytes:
+        """The field's tag, encoded."""
+        return _varint(self.number << 3 | self.wire_type)
+
 
 # -- values: what a field accepts (as the protobuf runtime does) -------------------------
 
@@ -89,6 +98,10 @@ _ACCEPT: dict[str, Callable[[Any], Any]] = {
     BOOL: lambda v: bool(_index(v)), UINT32: _uint32, STRING: _text, BYTES: _bytes,
     REPEATED_STRING: _strings, MAP_STRING_BYTES: _map,
 }
+#: The type a value of the kind already has when it needs no conversion or check.
+_AS_IS: dict[str, type | None] = {
+    BOOL: bool, UINT32: None, STRING: str, BYTES: bytes, REPEATED_STRING: None, MAP_STRING_BYTES: None,
+}
 _DEFAULT: dict[str, Callable[[], Any]] = {
     BOOL: bool, UINT32: int, STRING: str, BYTES: bytes, REPEATED_STRING: list, MAP_STRING_BYTES: dict,
 }
@@ -96,10 +109,12 @@ _DEFAULT: dict[str, Callable[[], Any]] = {
 
 # -- the wire format ------------------------------------------------------------------------
 
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
 
 def _varint(number: int) -> bytes:
     if number < 0x80:
-        return bytes((number,))
+        return _ONE_BYTE[number]
     out = bytearray()
     while number > 0x7F:
         out.append(number & 0x7F | 0x80)
@@ -108,100 +123,103 @@ def _varint(number: int) -> bytes:
     return bytes(out)
 
 
-def _tagged(number: int, data: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | _LEN) + _varint(len(data)) + data
+def _length_delimited(key: bytes, data: bytes) -> bytes:
+    return key + _varint(len(data)) + data
 
 
-class _Reader:
-    """Reads one message's fields; every malformation raises DecodeError naming the message."""
-
-    __slots__ = ("data", "pos", "what")
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data = data
-        self.pos = 0
-        self.what = what
-
-    def fail(self, problem: str) -> DecodeError:
-        return DecodeError(f"malformed {self.what}: {problem}")
-
-    def varint(self) -> int:
-        data, pos, result = self.data, self.pos, 0
-        for shift in range(0, 70, 7):  # at most 10 bytes
-            if pos >= len(data):
-                raise self.fail("truncated varint")
-            byte = data[pos]
-            pos += 1
-            result |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                self.pos = pos
-                return result & (1 << 64) - 1
-        raise self.fail("varint longer than 10 bytes")
-
-    def take(self, size: int) -> bytes:
-        end = self.pos + size
-        if end > len(self.data):
-            raise self.fail("truncated field")
-        chunk = self.data[self.pos:end]
-        self.pos = end
-        return chunk
-
-    def tag(self) -> tuple[int, int]:
-        """(field number, wire type) of the next field."""
-        key = self.varint()
-        number, wire_type = key >> 3, key & 7
-        if number == 0 or key > _MASK32:
-            raise self.fail(f"invalid field number {number}")
-        if wire_type > _FIXED32:
-            raise self.fail(f"invalid wire type {wire_type}")
-        return number, wire_type
-
-    def skip(self, number: int, wire_type: int) -> None:
-        """Pass over a field this message does not declare (or declares with another wire type)."""
-        if wire_type == _VARINT:
-            self.varint()
-        elif wire_type == _FIXED64:
-            self.take(8)
-        elif wire_type == _LEN:
-            self.take(self.varint())
-        elif wire_type == _FIXED32:
-            self.take(4)
-        elif wire_type == _START_GROUP:
-            while True:
-                if self.pos >= len(self.data):
-                    raise self.fail(f"group {number} not ended")
-                inner, inner_type = self.tag()
-                if inner_type == _END_GROUP:
-                    if inner != number:
-                        raise self.fail(f"group {number} ended as {inner}")
-                    return
-                self.skip(inner, inner_type)
-        else:
-            raise self.fail(f"end of group {number} outside a group")
-
-    def text(self, data: bytes) -> str:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self.fail("string field is not UTF-8") from None
+def _fail(what: str, problem: str) -> DecodeError:
+    return DecodeError(f"malformed {what}: {problem}")
 
 
-def _map_entry(reader: _Reader) -> tuple[str, bytes] | None:
-    """The next map entry's (key, value); None for an entry carrying any other field, which the
+def _read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """(the varint at *pos*, the position after it)."""
+    end = len(data)
+    if pos < end and data[pos] < 0x80:  # most are one byte
+        return data[pos], pos + 1
+    result = shift = 0
+    while pos < end:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result & 0xFFFF_FFFF_FFFF_FFFF, pos  # bits past 64 are dropped
+        shift += 7
+        if shift == 70:
+            raise _fail(what, "varint longer than 10 bytes")
+    raise _fail(what, "truncated varint")
+
+
+def _read_tag(data: bytes, pos: int, what: str) -> tuple[int, int, int]:
+    """(field number, wire type, the position after the tag)."""
+    key, pos = _read_varint(data, pos, what)
+    number, wire_type = key >> 3, key & 7
+    if number == 0 or key > _MASK32:
+        raise _fail(what, f"invalid field number {number}")
+    if wire_type > _FIXED32:
+        raise _fail(what, f"invalid wire type {wire_type}")
+    return number, wire_type, pos
+
+
+def _read_chunk(data: bytes, pos: int, what: str) -> tuple[bytes, int]:
+    """(the length-delimited bytes at *pos*, the position after them)."""
+    size, pos = _read_varint(data, pos, what)
+    end = pos + size
+    if end > len(data):
+        raise _fail(what, "truncated field")
+    return data[pos:end], end
+
+
+def _skip(data: bytes, pos: int, number: int, wire_type: int, what: str) -> int:
+    """The position after a field the message does not declare (or declares with another wire type)."""
+    if wire_type == _VARINT:
+        return _read_varint(data, pos, what)[1]
+    if wire_type == _LEN:
+        return _read_chunk(data, pos, what)[1]
+    if wire_type in (_FIXED64, _FIXED32):
+        pos += 8 if wire_type == _FIXED64 else 4
+        if pos > len(data):
+            raise _fail(what, "truncated field")
+        return pos
+    if wire_type == _END_GROUP:
+        raise _fail(what, f"end of group {number} outside a group")
+    while True:  # _START_GROUP: fields up to the group's end
+        if pos >= len(data):
+            raise _fail(what, f"group {number} not ended")
+        inner, inner_type, pos = _read_tag(data, pos, what)
+        if inner_type == _END_GROUP:
+            if inner != number:
+                raise _fail(what, f"group {number} ended as {inner}")
+            return pos
+        pos = _skip(data, pos, inner, inner_type, what)
+
+
+def _text_of(chunk: bytes, what: str) -> str:
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(what, "string field is not UTF-8") from None
+
+
+def _map_entry(entry: bytes, what: str) -> tuple[str, bytes] | None:
+    """A map entry's (key, value); None for an entry carrying any other field, which the
     protobuf runtime (upb) leaves out of the map."""
-    entry = _Reader(reader.take(reader.varint()), reader.what + " map entry")
-    key, value, whole = "", b"", True
-    while entry.pos < len(entry.data):
-        number, wire_type = entry.tag()
-        if number == 1 and wire_type == _LEN:
-            key = entry.text(entry.take(entry.varint()))
-        elif number == 2 and wire_type == _LEN:
-            value = entry.take(entry.varint())
+    what += " map entry"
+    key, value, whole, pos = "", b"", True, 0
+    while pos < len(entry):
+        number, wire_type, pos = _read_tag(entry, pos, what)
+        if number in (1, 2) and wire_type == _LEN:
+            chunk, pos = _read_chunk(entry, pos, what)
+            if number == 1:
+                key = _text_of(chunk, what)
+            else:
+                value = chunk
         else:
-            entry.skip(number, wire_type)
+            pos = _skip(entry, pos, number, wire_type, what)
             whole = False
     return (key, value) if whole else None
+
+
+_UNDECLARED = ("", "", -1)
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -214,17 +232,24 @@ class Message:
     #: The message's full name in the .proto files.
     NAME: ClassVar[str]
     FIELDS: ClassVar[tuple[Field, ...]] = ()
-    _BY_NUMBER: ClassVar[dict[int, Field]] = {}
+    #: (field, its tag encoded, the kind's default factory, the type taken as is) for each field
+    _PLAN: ClassVar[tuple[tuple[Field, bytes, Callable[[], Any], type | None], ...]] = ()
+    #: field number -> (name, kind, wire type)
+    _BY_NUMBER: ClassVar[dict[int, tuple[str, str, int]]] = {}
 
     def __init__(self, **values: Any) -> None:
-        for field in self.FIELDS:
+        for field, _key, default, as_is in self._PLAN:
             value = values.pop(field.name, None)
-            try:
-                setattr(self, field.name, _DEFAULT[field.kind]() if value is None else _ACCEPT[field.kind](value))
-            except TypeError as exc:
-                raise TypeError(f"{self.NAME}.{field.name}: {exc}") from None
-            except ValueError as exc:  # out of range, or bytes for a string that are not UTF-8
-                raise ValueError(f"{self.NAME}.{field.name}: {exc}") from None
+            if value is None:
+                value = default()
+            elif type(value) is not as_is:
+                try:
+                    value = _ACCEPT[field.kind](value)
+                except TypeError as exc:
+                    raise TypeError(f"{self.NAME}.{field.name}: {exc}") from None
+                except ValueError as exc:  # out of range, or bytes for a string that are not UTF-8
+                    raise ValueError(f"{self.NAME}.{field.name}: {exc}") from None
+            setattr(self, field.name, value)
         if values:
             raise TypeError(f"{self.NAME} has no field {', '.join(map(repr, values))}")
 
@@ -241,60 +266,61 @@ class Message:
 
     def encode(self) -> bytes:
         """The message in protobuf's wire format (map entries sorted by key: the same message, the same bytes)."""
-        out = []
-        for number, name, kind in self.FIELDS:
-            value = getattr(self, name)
+        parts = []
+        for field, key, _default, _as_is in self._PLAN:
+            value = getattr(self, field.name)
             if not value:
                 continue
+            kind = field.kind
             if kind is BYTES:
-                out.append(_tagged(number, value))
+                parts.append(_length_delimited(key, value))
             elif kind is STRING:
-                out.append(_tagged(number, value.encode()))
+                parts.append(_length_delimited(key, value.encode()))
             elif kind is REPEATED_STRING:
-                out.extend(_tagged(number, item.encode()) for item in value)
+                parts.extend(_length_delimited(key, item.encode()) for item in value)
             elif kind is MAP_STRING_BYTES:
-                out.extend(_tagged(number, _tagged(1, key.encode()) + _tagged(2, item))
-                           for key, item in sorted(value.items()))
+                parts.extend(_length_delimited(key, _length_delimited(b"\n", k.encode()) + _length_delimited(b"\x12", v))
+                             for k, v in sorted(value.items()))
             else:  # BOOL, UINT32
-                out.append(_varint(number << 3 | _VARINT) + _varint(int(value)))
-        return b"".join(out)
+                parts.append(key + _varint(int(value)))
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> Any:
         """The message *data* encodes; DecodeError if it is malformed."""
-        message = cls()
-        if not data:
-            return message
-        reader = _Reader(data, cls.NAME)
-        by_number = cls._BY_NUMBER
-        while reader.pos < len(data):
-            number, wire_type = reader.tag()
-            field = by_number.get(number)
-            if field is None or _WIRE_TYPE[field.kind] != wire_type:
-                reader.skip(number, wire_type)
+        message = cls.__new__(cls)
+        for field, _key, default, _as_is in cls._PLAN:
+            setattr(message, field.name, default())
+        what, by_number, pos = cls.NAME, cls._BY_NUMBER, 0
+        while pos < len(data):
+            number, wire_type, pos = _read_tag(data, pos, what)
+            name, kind, expected = by_number.get(number, _UNDECLARED)
+            if wire_type != expected:
+                pos = _skip(data, pos, number, wire_type, what)
                 continue
-            kind = field.kind
+            if wire_type == _VARINT:
+                value, pos = _read_varint(data, pos, what)
+                setattr(message, name, value != 0 if kind is BOOL else value & _MASK32)
+                continue
+            chunk, pos = _read_chunk(data, pos, what)
             if kind is BYTES:
-                setattr(message, field.name, reader.take(reader.varint()))
+                setattr(message, name, chunk)
             elif kind is STRING:
-                setattr(message, field.name, reader.text(reader.take(reader.varint())))
+                setattr(message, name, _text_of(chunk, what))
             elif kind is REPEATED_STRING:
-                getattr(message, field.name).append(reader.text(reader.take(reader.varint())))
-            elif kind is MAP_STRING_BYTES:
-                entry = _map_entry(reader)
+                getattr(message, name).append(_text_of(chunk, what))
+            else:  # MAP_STRING_BYTES
+                entry = _map_entry(chunk, what)
                 if entry is not None:
-                    getattr(message, field.name)[entry[0]] = entry[1]
-            elif kind is BOOL:
-                setattr(message, field.name, reader.varint() != 0)
-            else:  # UINT32: protobuf keeps the low 32 bits
-                setattr(message, field.name, reader.varint() & _MASK32)
+                    getattr(message, name)[entry[0]] = entry[1]
         return message
 
 
 def _message(name: str, *fields: tuple[int, str, str]) -> type[Message]:
     declared = tuple(Field(*f) for f in fields)
     namespace = {"__slots__": tuple(f.name for f in declared), "NAME": name, "FIELDS": declared,
-                 "_BY_NUMBER": {f.number: f for f in declared}, "__module__": __name__}
+                 "_PLAN": tuple((f, f.key, _DEFAULT[f.kind], _AS_IS[f.kind]) for f in declared),
+                 "_BY_NUMBER": {f.number: (f.name, f.kind, f.wire_type) for f in declared}, "__module__": __name__}
     return type(name.rpartition(".")[2], (Message,), namespace)
 
 
