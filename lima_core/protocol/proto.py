@@ -272,13 +272,13 @@ class Message:
             if not value:
                 continue
             kind = field.kind
-            if kind is BYTES:
+            if kind == BYTES:
                 parts.append(_length_delimited(key, value))
-            elif kind is STRING:
+            elif kind == STRING:
                 parts.append(_length_delimited(key, value.encode()))
-            elif kind is REPEATED_STRING:
+            elif kind == REPEATED_STRING:
                 parts.extend(_length_delimited(key, item.encode()) for item in value)
-            elif kind is MAP_STRING_BYTES:
+            elif kind == MAP_STRING_BYTES:
                 parts.extend(_length_delimited(key, _length_delimited(b"\n", k.encode()) + _length_delimited(b"\x12", v))
                              for k, v in sorted(value.items()))
             else:  # BOOL, UINT32
@@ -300,14 +300,14 @@ class Message:
                 continue
             if wire_type == _VARINT:
                 value, pos = _read_varint(data, pos, what)
-                setattr(message, name, value != 0 if kind is BOOL else value & _MASK32)
+                setattr(message, name, value != 0 if kind == BOOL else value & _MASK32)
                 continue
             chunk, pos = _read_chunk(data, pos, what)
-            if kind is BYTES:
+            if kind == BYTES:
                 setattr(message, name, chunk)
-            elif kind is STRING:
+            elif kind == STRING:
                 setattr(message, name, _text_of(chunk, what))
-            elif kind is REPEATED_STRING:
+            elif kind == REPEATED_STRING:
                 getattr(message, name).append(_text_of(chunk, what))
             else:  # MAP_STRING_BYTES
                 entry = _map_entry(chunk, what)
