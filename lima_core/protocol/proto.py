@@ -79,6 +79,8 @@ def _bytes(value: Any) -> bytes:
 
 
 def _uint32(value: Any) -> int:
+    if isinstance(value, bool):  # protobuf warns that it will refuse one (7.34); refused here already
+        raise TypeError("expected an integer, got bool")
     number = _index(value)
     if not 0 <= number <= _MASK32:
         raise ValueError(f"value out of range for uint32: {number}")
