@@ -9,6 +9,7 @@ caller's pipes open.
 
 from __future__ import annotations
 
+import enum
 import os
 import selectors
 import shutil
@@ -118,17 +119,29 @@ def command(inst_dir: Path, name: str, *, connect_timeout: float | None = None, 
     return args + [host_alias(name)]
 
 
+class Banner(enum.Enum):
+    """What :func:`wait_banner` heard on the port."""
+
+    #: the server's SSH banner: ssh can log in now
+    SEEN = "seen"
+    #: a refusal, a close or something not SSH: whatever answers, ssh finds out as fast
+    ANSWERED = "answered"
+    #: connections accepted and held without a word until the timeout (or ``give_up()``): QEMU's
+    #: user network before the guest's network is up; an ssh started now would be held as long
+    SILENT = "silent"
+
+
 def wait_banner(host: str, port: int, timeout: float, give_up: Callable[[], bool] = lambda: False,
-                interval: float = 0.3) -> bool:
-    """Wait while host:port holds connections without an SSH banner; True once a banner (``SSH-...``) comes.
+                interval: float = 0.3) -> Banner:
+    """Wait while host:port holds connections without an SSH banner, and say what was heard.
 
     QEMU's user network accepts a forwarded connection before the guest
     listens, then holds it: an ssh started then waits out its whole
     ConnectTimeout. So a new connection is tried every *interval* seconds and
-    the first banner ends the wait: the guest's server is seen within
+    the first banner ends the wait (SEEN): the guest's server is seen within
     *interval* of starting. A connection refused or closed without a banner
-    ends it too (False): nothing is holding the port, and ssh finds that out
-    as fast. So do *timeout*, and ``give_up()`` turning true.
+    ends it too (ANSWERED): nothing is holding the port, and ssh finds that
+    out as fast. *timeout* and ``give_up()`` end it with SILENT.
     """
     deadline = time.monotonic() + timeout
     tries: dict[socket.socket, bytes] = {}
@@ -138,13 +151,13 @@ def wait_banner(host: str, port: int, timeout: float, give_up: Callable[[], bool
             while not give_up():
                 now = time.monotonic()
                 if now >= deadline:
-                    return False
+                    return Banner.SILENT
                 if now >= next_try:
                     next_try = now + interval
                     try:
                         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
                     except OSError:
-                        return False
+                        return Banner.ANSWERED  # no socket: ssh will say why
                     s.setblocking(False)
                     s.connect_ex((host, port))
                     sel.register(s, selectors.EVENT_READ)
@@ -159,11 +172,11 @@ def wait_banner(host: str, port: int, timeout: float, give_up: Callable[[], bool
                         data = b""
                     seen = tries[s] + data
                     if b"SSH-" in seen:
-                        return True
+                        return Banner.SEEN
                     if not data or b"\n" in seen or len(seen) > 1024:
-                        return False  # closed, or not SSH: ssh will say what it is
+                        return Banner.ANSWERED  # closed, or not SSH: ssh will say what it is
                     tries[s] = seen
-            return False
+            return Banner.SILENT
         finally:
             for s in tries:
                 s.close()
