@@ -29,6 +29,9 @@ time: from the command's start until QEMU is exec'd (when QEMU writes its
 pid file, first thing), plus from the host agent's SSH-ready event until the command exits.
 B1 and B6 report, beside the plain ratio of medians, the floor's median plus
 that own time's median: the same quantity, without the boot's noise twice.
+Each side boots at least MIN_BOOTS times (outside ``--quick``): the same
+guest's boots took 5.8-10.3 s within one run here, so a median of 7 per side
+moved the plain ratio by ±0.15 between runs of the same code.
 """
 
 from __future__ import annotations
@@ -95,6 +98,11 @@ def _event_times(inst_dir: Path, since: float) -> dict[str, float]:
                 if status.get("running"):
                     out["running"] = round(at, 3)
     return out
+
+
+#: Boots per side, at least (pooled runs of the same code: 14 boots per side gave the plain B1
+#: ratio 1.08, while its two runs of 7 read 1.17 and 0.92).
+MIN_BOOTS = 15
 
 
 class Rig:
@@ -256,7 +264,7 @@ def measure(opts: _env.Options) -> dict[str, Any]:
         sides += ["raw", "internal"]
     if "B6" in opts.only:
         sides += [s for s in ("internal", "external") if s not in sides]
-    runs, warmup = (1, 0) if opts.quick else (opts.runs, opts.warmup)
+    runs, warmup = (1, 0) if opts.quick else (max(opts.runs, MIN_BOOTS), opts.warmup)
     with _env.private_home(opts, "lb1") as home:
         rig = Rig(opts, home)
         try:
