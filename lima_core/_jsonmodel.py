@@ -36,85 +36,31 @@ def key(name: str, default: Any = None, *, omitempty: bool = False, factory: Any
 
 
 def model(cls: type[M]) -> type[M]:
-    """Make *cls*, a :class:`JSONModel` subclass, a keyword-only dataclass.
-
-    ``dataclasses`` would compile ``__init__``, ``__repr__`` and ``__eq__``
-    for every class with ``exec`` when the module is imported, and an external
-    driver process pays for that at every start (importing ``limatype`` after
-    grpc took 25 ms, 8 without; benchmark B3). Here ``__repr__`` and
-    ``__eq__`` come from :class:`JSONModel`, driven by the field table, and
-    ``__init__`` is compiled the first time the class is instantiated, so
-    only the classes a process uses pay for it, and construction stays as
-    fast as a dataclass's. ``dataclasses.fields`` and ``dataclasses.replace``
-    work as on any dataclass.
-    """
-    cls = dataclasses.dataclass(cls, kw_only=True, init=False, repr=False, eq=False, match_args=False)
-    fields = dataclasses.fields(cls)
-    cls.__init__ = _first_init  # type: ignore[misc]
-    cls._repr_fields = tuple(f.name for f in fields if f.repr)
-    cls._eq_fields = tuple(f.name for f in fields if f.compare)
-    return cls
+    """Make *cls*, a :class:`JSONModel` subclass, a keyword-only dataclass."""
+    return dataclasses.dataclass(cls, kw_only=True)
 
 
-def _first_init(self: Any, **kwargs: Any) -> None:
-    """Every model's ``__init__`` until its first instance: compile the real one, then call it."""
-    cls = type(self)
-    cls.__init__ = _compile_init(cls)
-    cls.__init__(self, **kwargs)
-
-
-_USE_FACTORY = object()
-
-
-def _compile_init(cls: type) -> Callable[..., None]:
-    """A keyword-only ``__init__`` assigning each field (what ``dataclasses`` generates)."""
-    env: dict[str, Any] = {"_USE_FACTORY": _USE_FACTORY}
-    params, body = [], []
-    for f in dataclasses.fields(cls):
-        if f.default_factory is not _MISSING:
-            env[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_USE_FACTORY")
-            body.append(f"    self.{f.name} = _factory_{f.name}() if {f.name} is _USE_FACTORY else {f.name}")
-        elif f.default is not _MISSING:
-            env[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-            body.append(f"    self.{f.name} = {f.name}")
-        else:
-            params.append(f.name)
-            body.append(f"    self.{f.name} = {f.name}")
-    exec(f"def __init__(self, *, {', '.join(params)}):\n" + "\n".join(body) + "\n", env)
-    init = env["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    return init
-
-
-@model
+@dataclasses.dataclass(kw_only=True)
 class JSONModel:
     """Base class of the models; subclasses are decorated with :func:`model`."""
 
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=True)
-    _repr_fields: typing.ClassVar[tuple[str, ...]]
-    _eq_fields: typing.ClassVar[tuple[str, ...]]
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._repr_fields)
-        return f"{type(self).__qualname__}({fields})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        names = self._eq_fields
-        return tuple(getattr(self, n) for n in names) == tuple(getattr(other, n) for n in names)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable and compared by value, as a dataclass with eq=True
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls: type[M], data: Any, path: str = "") -> M:
-        """Build from a decoded JSON/YAML mapping; ConfigError on a wrong type."""
-        try:
-            return _decode_plain(cls, data)
-        except _NotPlain:
-            return _decode_checked(cls, data, path)
+        """Build from a decoded JSON/YAML mapping, converting what Go would (``1.0`` to an int, a number
+        to a string); ConfigError naming the path of a value of the wrong type."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
+        kwargs: dict[str, Any] = {}
+        for attr, json_key, _omit, decode in _fields(cls):
+            if json_key in data:
+                kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
+        known = _keys(cls)
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs)
 
     def to_json(self) -> dict[str, Any]:
         """The mapping to serialise, with Lima's keys; unknown keys included."""
@@ -123,7 +69,7 @@ class JSONModel:
             value = getattr(self, attr)
             if value is None or (omitempty and _is_empty(value)):
                 continue
-            out[json_key] = value if value.__class__ in _SCALARS else _encode(value)
+            out[json_key] = _encode(value)
         if self.extra:
             for k, v in self.extra.items():
                 out.setdefault(k, v)
@@ -131,12 +77,12 @@ class JSONModel:
 
     def to_json_bytes(self) -> bytes:
         """Compact JSON (no spaces, as Go's ``json.Marshal`` writes it): what crosses the wire."""
-        return _COMPACT.encode(self.to_json()).encode()
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
     @classmethod
     def from_json_bytes(cls: type[M], data: bytes) -> M:
         """Decode JSON bytes, empty meaning ``{}``; ValueError for bad JSON, ConfigError for a wrong shape."""
-        return cls.from_json(_parse(data) if data else {})
+        return cls.from_json(json.loads(data) if data else {})
 
     def replace_with(self: M, other: M) -> None:
         """Make this object equal to *other*, in place (for callers holding a reference)."""
@@ -149,143 +95,6 @@ class JSONModel:
 
 
 Decoder = Callable[[Any, str], Any]
-_SCALARS = frozenset({str, int, float, bool})
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
-_JSON = json.JSONDecoder()
-
-
-def _parse(data: bytes) -> Any:
-    """``json.loads(data)``, minus its encoding sniffing and whitespace scans for UTF-8 JSON that
-    starts and ends with its value (what a driver sends); anything else goes to ``json.loads``."""
-    try:
-        text = data.decode()
-        value, end = _JSON.raw_decode(text)
-        if end == len(text):
-            return value
-    except ValueError:
-        pass
-    return json.loads(data)
-
-
-def _decode_checked(cls: type[M], data: Any, path: str) -> M:
-    """Decode *data*, converting what Go would (``1.0`` to an int, a number to a string) and naming the
-    path of a value of the wrong type."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {_describe(data)}")
-    kwargs: dict[str, Any] = {}
-    for attr, json_key, _omit, decode in _fields(cls):
-        if json_key in data:
-            kwargs[attr] = decode(data[json_key], f"{path}.{json_key}" if path else json_key)
-    known = _keys(cls)
-    kwargs["extra"] = {k: v for k, v in data.items() if k not in known}
-    return cls(**kwargs)
-
-
-# -- the plain-shape decoder ----------------------------------------------------------------
-#
-# Documents that cross the wire between lima-core and a driver (``info``, ``configure``; B2)
-# almost always hold exactly the declared types. ``_decode_plain`` takes only that shape: a
-# dict, values of exactly the field's type (or null), string keys. It checks each value with
-# one class comparison instead of a chain of decoder calls, and builds no paths, and raises
-# ``_NotPlain`` at anything else; ``from_json`` then decodes the document with
-# ``_decode_checked``, which converts what it may and names what is wrong. The two give equal
-# models for any document (tests/core/test_model.py fuzzes that).
-
-
-class _NotPlain(Exception):
-    """A document (or a value in it) that ``_decode_plain`` does not take as is."""
-
-
-# How _decode_plain takes a field's value (the kind, with an argument).
-_AS_IS, _EXACT, _MODEL, _LIST, _LIST_EXACT, _LIST_MODEL, _DICT, _DICT_EXACT, _NEVER = range(9)
-_PLAIN_TYPES = (str, int, bool)
-
-
-@functools.cache
-def _plan(cls: type) -> tuple[tuple[tuple[str, str | None, Any, bool, int, Any], ...], frozenset[str]]:
-    """Per field of *cls*: (attribute, JSON key or None, default, default is a factory, kind, argument);
-    and the JSON keys."""
-    hints = _hints(cls)
-    plan = []
-    for f in dataclasses.fields(cls):
-        factory = f.default_factory is not _MISSING
-        default = f.default_factory if factory else f.default
-        kind, arg = _kind(hints[f.name]) if "key" in f.metadata else (_NEVER, None)
-        if not factory and default is _MISSING:  # a field a document may not leave out: the checked decoder says so
-            kind = _NEVER
-        plan.append((f.name, f.metadata.get("key"), default, factory, kind, arg))
-    return tuple(plan), _keys(cls)
-
-
-def _kind(hint: Any) -> tuple[int, Any]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = _non_null(hint)
-    origin = typing.get_origin(hint)
-    if hint is Any or hint is bytes:
-        return _AS_IS, None
-    if hint in _PLAIN_TYPES:
-        return _EXACT, hint
-    if isinstance(hint, type) and issubclass(hint, JSONModel):
-        return _MODEL, hint
-    if origin in (list, dict):
-        item = typing.get_args(hint)[-1]  # an optional item type is left to the checked decoder
-        if item is Any:
-            return (_LIST if origin is list else _DICT), None
-        if item in _PLAIN_TYPES:
-            return (_LIST_EXACT if origin is list else _DICT_EXACT), item
-        if origin is list and isinstance(item, type) and issubclass(item, JSONModel):
-            return _LIST_MODEL, item
-    return _NEVER, None
-
-
-def _decode_plain(cls: type[M], data: Any) -> M:
-    if data.__class__ is not dict:
-        raise _NotPlain
-    plan, known = _plan(cls)
-    obj = object.__new__(cls)
-    attrs = obj.__dict__
-    found = 0
-    for attr, json_key, default, factory, kind, arg in plan:
-        value = data.get(json_key, _MISSING) if json_key is not None else _MISSING
-        if value is _MISSING:
-            if not factory and default is _MISSING:
-                raise _NotPlain
-            attrs[attr] = default() if factory else default
-            continue
-        found += 1
-        if value is None or kind == _AS_IS:
-            attrs[attr] = value
-        elif kind == _EXACT:
-            if value.__class__ is not arg:
-                raise _NotPlain
-            attrs[attr] = value
-        elif kind == _MODEL:
-            attrs[attr] = _decode_plain(arg, value)
-        elif kind <= _LIST_MODEL:
-            if value.__class__ is not list:
-                raise _NotPlain
-            if kind == _LIST_MODEL:
-                attrs[attr] = [_decode_plain(arg, {} if v is None else v) for v in value]
-                continue
-            if kind == _LIST_EXACT:
-                for v in value:
-                    if v.__class__ is not arg and v is not None:
-                        raise _NotPlain
-            attrs[attr] = value[:]
-        elif kind <= _DICT_EXACT:
-            if value.__class__ is not dict:
-                raise _NotPlain
-            for k, v in value.items():
-                if k.__class__ is not str or (kind == _DICT_EXACT and v.__class__ is not arg and v is not None):
-                    raise _NotPlain
-            attrs[attr] = dict(value)
-        else:
-            raise _NotPlain
-    attrs["extra"] = {} if found == len(data) else {k: v for k, v in data.items() if k not in known}
-    return obj
 
 
 @functools.cache
@@ -414,8 +223,6 @@ _SCALAR_DECODERS: dict[Any, Decoder] = {bool: _bool, int: _int, str: _str, bytes
 
 
 def _encode(value: Any) -> Any:
-    if value.__class__ in _SCALARS:
-        return value
     if isinstance(value, JSONModel):
         return value.to_json()
     if isinstance(value, list):

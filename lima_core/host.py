@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -51,12 +50,8 @@ class DriverHost:
         missing = [h for h in hookspecs.HOOKS if hookspecs.FALLBACKS[h].policy == "required" and h not in self.implemented]
         if missing:
             raise DriverLoadError(f"driver {label!r} does not implement the required hook(s) {', '.join(missing)}")
-        tracing = os.environ.get(TRACE_ENV, "") not in ("", "0")
-        #: hook -> its one implementation, called as pluggy's loop would call it (none when tracing)
-        self._direct = {} if tracing else {h: f for h in self.implemented
-                                           if (f := _direct_call(getattr(self._pm.hook, h))) is not None}
         self.name = name or self.info().name or label
-        if tracing:
+        if os.environ.get(TRACE_ENV, "") not in ("", "0"):
             self._pm.add_hookcall_monitoring(*_tracer(self.name))
 
     def __repr__(self) -> str:
@@ -82,8 +77,7 @@ class DriverHost:
             assert fallback.value is not None
             return fallback.value(self)
         try:
-            direct = self._direct.get(hook)
-            return direct(kwargs) if direct is not None else getattr(self._pm.hook, hook)(**kwargs)
+            return getattr(self._pm.hook, hook)(**kwargs)
         except LimaError:
             raise
         except Exception as exc:  # a driver bug or an unexpected failure: keep its message
@@ -126,26 +120,6 @@ class DriverHost:
     def default_forward_guest_agent(self) -> bool:
         info = self.info()
         return info.vsock_port == 0 and info.virtio_port == ""
-
-
-def _direct_call(caller: pluggy.HookCaller) -> Callable[[dict[str, Any]], Any] | None:
-    """The hook's implementation as a plain call, when pluggy's call loop would do nothing more.
-
-    Every hook is ``firstresult`` and a host holds one plugin, so for a plain
-    (not wrapper) implementation pluggy's loop passes the arguments the
-    implementation names and returns its result; this does the same without
-    the loop (a hook call from a client to an external driver runs it twice;
-    benchmark B2). Wrappers, and tracing, go through pluggy.
-    """
-    impls = caller.get_hookimpls()
-    if len(impls) != 1 or impls[0].hookwrapper or impls[0].wrapper or impls[0].kwargnames:
-        return None
-    if caller.spec is None or not caller.spec.opts.get("firstresult"):
-        return None
-    function, names = impls[0].function, impls[0].argnames
-    if not names:
-        return lambda _kwargs: function()
-    return lambda kwargs: function(*[kwargs[n] for n in names])
 
 
 def _pluggy_reason(exc: pluggy.PluginValidationError) -> str:

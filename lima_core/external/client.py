@@ -27,16 +27,17 @@ from typing import Any
 
 import grpc
 
-from .. import hookspecs, protocol
+from .. import hookspecs
 from ..errors import DriverError, DriverTimeout, DriverUnavailable, LimaError, StartFailed
 from ..host import DriverHost
 from ..limatype import Instance
+from ..protocol import payload, rpc
 from ..starthandle import StartHandle
 from . import supervisor
 
 INSPECT_STATUS_TIMEOUT = 10.0
 #: The hooks of Lima's Driver interface: what a plain Lima driver serves.
-LIMA_HOOKS = frozenset(h for h in hookspecs.HOOKS if h in protocol.WIRE and not protocol.WIRE[h].extension) | {
+LIMA_HOOKS = frozenset(h for h in hookspecs.HOOKS if h in rpc.WIRE and not rpc.WIRE[h].extension) | {
     "inspect_status"}
 
 
@@ -47,12 +48,12 @@ class Connection:
         self.server = server
         self.name = server.name
         self._dial = _DialPath(server.socket)
-        self._channel = protocol.channel(self._dial.path)
-        self._driver, self._ext = protocol.stubs(self._channel)
+        self._channel = rpc.channel(self._dial.path)
+        self._driver, self._ext = rpc.stubs(self._channel)
         #: hook -> (the stub's method, the hook's Wire), for the unary hooks
         self._unary = {hook: (getattr(self._ext if wire.extension else self._driver, wire.rpc), wire)
-                       for hook, wire in protocol.WIRE.items() if not wire.streaming}
-        self._metadata = ((protocol.SESSION_KEY, uuid.uuid4().hex),)
+                       for hook, wire in rpc.WIRE.items() if not wire.streaming}
+        self._metadata = ((rpc.SESSION_KEY, uuid.uuid4().hex),)
 
     def close(self) -> None:
         self._channel.close()
@@ -60,7 +61,7 @@ class Connection:
 
     def _error(self, exc: grpc.RpcError, hook: str) -> LimaError:
         """The LimaError for a failed call; a driver process that died says so, and how."""
-        err = protocol.error_from_rpc(exc, self.name, hook)
+        err = rpc.error_from_rpc(exc, self.name, hook)
         if isinstance(err, DriverUnavailable):
             how = self.server.ended()
             if how is not None:
@@ -71,7 +72,7 @@ class Connection:
     def protocol_info(self) -> Any | None:
         """The server's ProtocolInfo, or None for a plain Lima driver."""
         try:
-            return self._ext.GetProtocolInfo(protocol.Empty(), timeout=10, metadata=self._metadata)
+            return self._ext.GetProtocolInfo(rpc.Empty(), timeout=10, metadata=self._metadata)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None
@@ -81,15 +82,14 @@ class Connection:
         rpc, wire = self._unary[hook]
         try:
             # A blocking call: grpc checks for signals while it waits, so Ctrl-C raises
-            # KeyboardInterrupt here and cancels the call. A future waited on in slices costs a
-            # thread hand-off per call (benchmark B2).
+            # KeyboardInterrupt here and cancels the call.
             response = rpc(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc, hook) from None
         return wire.result(response)
 
     def start(self) -> StartHandle:
-        call = self._driver.Start(protocol.Empty(), metadata=self._metadata)
+        call = self._driver.Start(rpc.Empty(), metadata=self._metadata)
         messages: queue.Queue[Any] = queue.Queue()
 
         def pump() -> None:
@@ -110,7 +110,7 @@ class Connection:
             if not first.success:
                 after = _next(messages)  # our servers follow the message with a typed status
                 if isinstance(after, grpc.RpcError):
-                    err = protocol.error_from_rpc(after, self.name, "start")
+                    err = rpc.error_from_rpc(after, self.name, "start")
                     raise err if type(err) is not DriverError else StartFailed(first.error)
                 raise StartFailed(first.error)
         except BaseException:
@@ -184,7 +184,7 @@ _SLICE = 0.25
 def inspect_status(path: str, instance: Instance) -> str:
     """Lima's one-shot ``--inspect-status`` protocol; fills *instance* from the reply."""
     try:
-        proc = subprocess.run([path, "--inspect-status"], input=protocol.encode_inspect_payload(instance),
+        proc = subprocess.run([path, "--inspect-status"], input=payload.encode_inspect(instance),
                               capture_output=True, timeout=INSPECT_STATUS_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise DriverTimeout(f"{path} --inspect-status did not answer within {INSPECT_STATUS_TIMEOUT:g} s") from None
@@ -202,53 +202,64 @@ def _inspect_reply(stdout: bytes) -> Instance:
     """The reply on a driver's stdout. Lines before it (a library printing on import, a debug print) are
     skipped: the reply is the last line that decodes."""
     try:
-        return protocol.decode_inspect_payload(stdout)
+        return payload.decode_inspect(stdout)
     except DriverError as exc:
         for line in reversed(stdout.splitlines()):
             if line.strip().startswith(b'"'):
                 try:
-                    return protocol.decode_inspect_payload(line)
+                    return payload.decode_inspect(line)
                 except DriverError:
                     continue
         raise exc from None
 
 
-# -- the generated shim -------------------------------------------------------------------
+# -- the shim, generated from the hookspecs -------------------------------------------------------------------
 
 
-class _ShimBase:
-    """State shared by the generated hookimpls."""
+class ExternalDriver:
+    """The driver object registered for an external driver: one forwarding hookimpl per hook it serves.
 
-    def __init__(self, connection: Connection, path: str) -> None:
+    The hookimpls are made here from the hookspecs, as attributes of the
+    object (plain functions, not methods). pluggy passes an implementation
+    the arguments it names, and reads the names from the function it finds
+    by following ``__wrapped__`` (pluggy 1.7 unwraps and reads the code's
+    names; 1.5 and 1.6 use :func:`inspect.signature`, which unwraps too):
+    each forwarding function wraps its spec, so it receives exactly the
+    spec's arguments, in the spec's order. ``tests/core/test_shim.py``
+    checks this against the installed pluggy.
+    """
+
+    def __init__(self, connection: Connection, path: str, hooks: frozenset[str]) -> None:
         self._connection = connection
         self._path = path
+        for hook in hookspecs.HOOKS:
+            if hook in hooks:
+                setattr(self, hook, self._forwarding_impl(hook))
 
     def close(self) -> None:
         self._connection.close()
 
+    def _forwarding_impl(self, hook: str) -> Any:
+        spec = getattr(hookspecs, hook)
+        connection = self._connection
+        if hook == "start":
+            def forward(*_args: Any) -> Any:
+                return connection.start()
+        elif hook == "inspect_status":
+            path = self._path
 
-def _forwarding_impl(hook: str) -> Any:
-    """A hookimpl with the spec's exact parameter names (pluggy reads them from the code object)."""
-    params = list(inspect.signature(getattr(hookspecs, hook)).parameters)
-    if hook == "start":
-        call = "self._connection.start()"
-    elif hook == "inspect_status":
-        call = "_inspect_status(self._path, instance)"
-    else:
-        call = f"self._connection.call({hook!r}, {{{', '.join(f'{p!r}: {p}' for p in params)}}})"
-    source = f"def {hook}(self, {', '.join(params)}):\n    return {call}\n"
-    namespace: dict[str, Any] = {"_inspect_status": inspect_status}
-    exec(compile(source, f"<lima_core shim {hook}>", "exec"), namespace)  # noqa: S102 - generated from hookspecs
-    impl = namespace[hook]
-    impl.__doc__ = f"Forward {hook} to the external driver."
-    return hookspecs.hookimpl(impl)
+            def forward(*args: Any) -> Any:
+                return inspect_status(path, *args)
+        else:
+            params = list(inspect.signature(spec).parameters)
 
+            def forward(*args: Any) -> Any:
+                return connection.call(hook, dict(zip(params, args, strict=True)))
 
-@functools.cache
-def shim_class(hooks: frozenset[str]) -> type:
-    """A driver class forwarding exactly *hooks*."""
-    namespace = {h: _forwarding_impl(h) for h in hookspecs.HOOKS if h in hooks}
-    return type("ExternalDriver", (_ShimBase,), namespace)
+        # __name__, __qualname__ and __wrapped__ from the spec; not its __dict__ (its hookspec marker).
+        functools.update_wrapper(forward, spec, assigned=("__module__", "__name__", "__qualname__"), updated=())
+        forward.__doc__ = f"Forward {hook} to the external driver."
+        return hookspecs.hookimpl(forward)
 
 
 def connect(path: str, name: str, instance_dir: Path) -> DriverHost:
@@ -259,7 +270,7 @@ def connect(path: str, name: str, instance_dir: Path) -> DriverHost:
         pinfo = connection.protocol_info()
         hooks = frozenset(pinfo.hooks) if pinfo is not None else LIMA_HOOKS
         unknown = hooks - set(hookspecs.HOOKS)
-        return DriverHost(shim_class(hooks - unknown)(connection, path), name, location=path)
+        return DriverHost(ExternalDriver(connection, path, hooks - unknown), name, location=path)
     except LimaError:
         connection.close()
         raise

@@ -40,9 +40,10 @@ from typing import Any
 
 import grpc
 
-from .. import filenames, protocol
+from .. import filenames
 from ..errors import DriverLoadError, LimaError
 from ..host import DriverHost
+from ..protocol import payload, rpc
 
 log = logging.getLogger("lima_core.driver")
 
@@ -69,7 +70,7 @@ class _Sessions:
         self.name = self.template.name
 
     def get(self, context: grpc.ServicerContext) -> tuple[str, DriverHost]:
-        session = dict(context.invocation_metadata()).get(protocol.SESSION_KEY, "")
+        session = dict(context.invocation_metadata()).get(rpc.SESSION_KEY, "")
         if self._shared is not None:
             return session, self._shared
         with self._lock:
@@ -103,7 +104,7 @@ class _Servicer:
         self.shutdown = shutdown or threading.Event()
 
     def unary(self, hook: str) -> Callable[[Any, grpc.ServicerContext], Any]:
-        wire = protocol.WIRE[hook]
+        wire = rpc.WIRE[hook]
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             _session, host = self.sessions.get(context)
@@ -114,12 +115,12 @@ class _Servicer:
                 result = method(**kwargs)
                 if hook == "guest_agent_conn":
                     self._bridge_guest_agent(result)
-                    return protocol.Empty()
+                    return rpc.Empty()
                 return wire.response(result)
             except Exception as exc:  # every failure becomes a typed status
                 if not isinstance(exc, LimaError):
                     log.exception("%s failed", hook)
-                protocol.abort_with(context, exc)
+                rpc.abort_with(context, exc)
                 raise AssertionError("unreachable") from exc
 
         return handle
@@ -129,8 +130,8 @@ class _Servicer:
         try:
             handle = host.start()
         except Exception as exc:
-            yield protocol.start_message(str(exc) or type(exc).__name__)
-            protocol.abort_with(context, exc)
+            yield rpc.start_message(str(exc) or type(exc).__name__)
+            rpc.abort_with(context, exc)
             return
         self.sessions.busy(session, True)
         # The VM is bound to the stream, as in Lima: a client that goes away
@@ -144,7 +145,7 @@ class _Servicer:
 
         context.add_callback(on_done)
         try:
-            yield protocol.start_message()
+            yield rpc.start_message()
             while True:
                 event = handle.next(timeout=0.5)
                 if event is None:
@@ -152,9 +153,9 @@ class _Servicer:
                         return
                     continue
                 if event.ended:
-                    yield protocol.start_message()
+                    yield rpc.start_message()
                     return
-                yield protocol.start_message(event.error)
+                yield rpc.start_message(event.error)
         finally:
             self.sessions.busy(session, False)
 
@@ -179,7 +180,7 @@ class _Servicer:
 
     def protocol_info(self, request: Any, context: grpc.ServicerContext) -> Any:
         _session, host = self.sessions.get(context)
-        return protocol.protocol_info(self.sessions.name, sorted(host.implemented), "lima-core")
+        return rpc.protocol_info(self.sessions.name, sorted(host.implemented), "lima-core")
 
 
 def _bridge_once(listener: socket.socket, conn: Any, path: Path) -> None:
@@ -209,7 +210,7 @@ def _handlers(servicer: _Servicer) -> tuple[dict[str, Any], dict[str, Any]]:
     """The handlers of service Driver and of lima-core's extensions, by RPC name."""
     driver: dict[str, Any] = {"Start": servicer.start}
     extensions: dict[str, Any] = {"GetProtocolInfo": servicer.protocol_info}
-    for hook, wire in protocol.WIRE.items():
+    for hook, wire in rpc.WIRE.items():
         if not wire.streaming:
             (extensions if wire.extension else driver)[wire.rpc] = servicer.unary(hook)
     return driver, extensions
@@ -308,12 +309,12 @@ def serve(driver: object | type | DriverFactory | str, argv: list[str] | None = 
 
 def _inspect_status(host: DriverHost) -> int:
     try:
-        instance = protocol.decode_inspect_payload(sys.stdin.buffer.read())
+        instance = payload.decode_inspect(sys.stdin.buffer.read())
         instance.status = host.inspect_status(instance)
     except LimaError as exc:
         print(f"inspect-status: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.buffer.write(protocol.encode_inspect_payload(instance))
+    sys.stdout.buffer.write(payload.encode_inspect(instance))
     sys.stdout.flush()
     return 0
 
@@ -324,9 +325,9 @@ def _inspect_status_batch(host: DriverHost) -> int:
         if not line.strip():
             continue
         try:
-            instance = protocol.decode_inspect_payload(line)
+            instance = payload.decode_inspect(line)
             instance.status = host.inspect_status(instance)
-            out.append(protocol.encode_inspect_payload(instance))
+            out.append(payload.encode_inspect(instance))
         except LimaError as exc:
             out.append(json.dumps({"error": exc.message}).encode() + b"\n")
     sys.stdout.buffer.write(b"".join(out))
@@ -342,15 +343,15 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
-                         options=protocol.SERVER_OPTIONS)
+                         options=rpc.SERVER_OPTIONS)
     stop = threading.Event()
-    protocol.add_servicers(server, *_handlers(_Servicer(sessions, instance_dir, stop)))
+    rpc.add_servicers(server, *_handlers(_Servicer(sessions, instance_dir, stop)))
     # Before the socket exists: a host may signal us as soon as it sees it.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
-        port = server.add_insecure_port(protocol.unix_target(str(sock)))
+        port = server.add_insecure_port(rpc.unix_target(str(sock)))
     finally:
         os.umask(old_umask)
     if not port:

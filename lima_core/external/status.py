@@ -15,40 +15,16 @@ This module imports no grpc: ``lima list`` does not need it.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 
-from ..errors import ConfigError, DriverError, DriverTimeout, LimaError
+from ..errors import DriverError, DriverTimeout, LimaError
 from ..limatype import Instance
+from ..protocol.payload import decode_inspect, encode_inspect
 
 #: The one-shot call's time limit (the batch gets this plus a second per instance).
 INSPECT_STATUS_TIMEOUT = 10.0
 BATCH_FLAG = "--inspect-status-batch"
-
-
-def encode_payload(instance: Instance) -> bytes:
-    """The ``--inspect-status`` form: a JSON string holding base64 of the instance JSON, and a newline."""
-    return json.dumps(base64.b64encode(instance.to_json_bytes()).decode()).encode() + b"\n"
-
-
-def decode_payload(data: bytes) -> Instance:
-    try:
-        inner = json.loads(data)
-        if not isinstance(inner, str):
-            raise ValueError("expected a JSON string")
-        decoded = base64.b64decode(inner, validate=True)
-    except ValueError as exc:
-        raise DriverError(f"malformed --inspect-status payload: {exc}") from exc
-    return decode_instance(decoded)
-
-
-def decode_instance(data: bytes) -> Instance:
-    """An instance from its JSON; DriverError when it is not one."""
-    try:
-        return Instance.from_json_bytes(data)
-    except (ValueError, ConfigError) as exc:
-        raise DriverError(f"malformed instance JSON: {exc}") from exc
 
 
 def inspect_statuses(path: str, instances: list[Instance]) -> list[str | LimaError] | None:
@@ -60,7 +36,7 @@ def inspect_statuses(path: str, instances: list[Instance]) -> list[str | LimaErr
     """
     timeout = INSPECT_STATUS_TIMEOUT + len(instances)
     try:
-        proc = subprocess.run([path, BATCH_FLAG], input=b"".join(encode_payload(i) for i in instances),
+        proc = subprocess.run([path, BATCH_FLAG], input=b"".join(encode_inspect(i) for i in instances),
                               capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise DriverTimeout(f"{path} {BATCH_FLAG} did not answer within {timeout:g} s") from None
@@ -87,7 +63,7 @@ def _reply(instance: Instance, reply: bytes) -> str | LimaError:
             message = None
         return DriverError(str(message or f"malformed reply {reply[:80]!r}"))
     try:
-        instance.replace_with(decode_payload(reply))
+        instance.replace_with(decode_inspect(reply))
     except LimaError as exc:
         return exc
     return instance.status

@@ -12,6 +12,7 @@ import pytest
 from lima_core import store, yamlfile
 from lima_core.external import status
 from lima_core.limatype import STATUS_BROKEN, STATUS_STOPPED
+from lima_core.protocol import payload
 from lima_core.testing.fakedriver import FakeDriver
 
 FAKE_YAML = {"vmType": "fake", "arch": "x86_64", "cpus": 1, "memory": "1GiB", "disk": "2GiB",
@@ -39,15 +40,15 @@ def make_instances(lima_home: Path, names: list[str], driver: Path) -> None:
 def test_batch_protocol_answers_each_line(driver_bin: Path, lima_home: Path) -> None:
     make_instances(lima_home, ["a", "b"], driver_bin / "lima-driver-fake")
     insts = [store.inspect(n, driver_status=False) for n in ("a", "b")]
-    payload = status.encode_payload(insts[0]) + b'"not base64!"\n' + status.encode_payload(insts[1])
-    proc = subprocess.run([str(driver_bin / "lima-driver-fake"), "--inspect-status-batch"], input=payload,
+    batch = payload.encode_inspect(insts[0]) + b'"not base64!"\n' + payload.encode_inspect(insts[1])
+    proc = subprocess.run([str(driver_bin / "lima-driver-fake"), "--inspect-status-batch"], input=batch,
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 3
-    assert status.decode_payload(lines[0]).name == "a"
+    assert payload.decode_inspect(lines[0]).name == "a"
     assert "malformed --inspect-status payload" in json.loads(lines[1])["error"]
-    assert status.decode_payload(lines[2]).name == "b"
+    assert payload.decode_inspect(lines[2]).name == "b"
 
 
 def test_inspect_all_runs_an_external_driver_once(driver_bin: Path, lima_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

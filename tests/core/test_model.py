@@ -135,15 +135,14 @@ def documents(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
 @FUZZ
 @given(data=st.data())
 def test_decoded_documents_encode_by_the_rules(cls: type, data: st.DataObject) -> None:
-    """Any document decodes or raises one ConfigError naming a path; both decoders give the same model; it
-    encodes by the rules, and its wire form (to_json_bytes, from_json_bytes) round-trips."""
+    """Any document decodes or raises one ConfigError naming a path; the model encodes by the rules, and its
+    wire form (to_json_bytes, from_json_bytes) round-trips."""
     doc = data.draw(documents(cls))
     try:
         model = cls.from_json(doc, "top")
     except ConfigError as exc:
         assert str(exc).startswith("top") and "\n" not in str(exc)
         return
-    assert model == _jsonmodel._decode_checked(cls, doc, "top")  # the plain-shape decoder agrees
     assert model.to_json() == reference_to_json(model)
     wire = model.to_json_bytes()
     assert wire == json.dumps(model.to_json(), separators=(",", ":")).encode()

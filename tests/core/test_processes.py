@@ -12,10 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lima_core import pidfile, protocol
+from lima_core import pidfile
 from lima_core.errors import DriverProcessError, DriverTimeout
 from lima_core.external import supervisor
 from lima_core.external.client import connect
+from lima_core.protocol import rpc
 from lima_core.testing.conformance import new_instance
 
 
@@ -119,7 +120,7 @@ def test_stale_socket_is_replaced(inst_dir: Path, driver_bin: Path) -> None:
 
 
 def test_hang_past_deadline_gives_timeout(inst_dir: Path, driver_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(protocol.WIRE, "validate", dataclasses.replace(protocol.WIRE["validate"], deadline=0.5))
+    monkeypatch.setitem(rpc.WIRE, "validate", dataclasses.replace(rpc.WIRE["validate"], deadline=0.5))
     host = connect(str(driver_bin / "lima-driver-fake"), "fake", inst_dir)
     try:
         host.configure(new_instance(inst_dir, "fake", {"vmOpts": {"fake": {"hangValidate": 30}}}))

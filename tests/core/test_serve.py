@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lima_core import protocol
 from lima_core.errors import ValidationError
 from lima_core.external import serve, supervisor
 from lima_core.external.build import write_executable
+from lima_core.protocol import payload
 from lima_core.testing.conformance import new_instance
 
 
@@ -74,13 +74,13 @@ def test_bad_flags_give_one_clear_error(args: list[str], message: str, driver_bi
 def test_inspect_status_protocol(driver_bin: Path, tmp_path: Path) -> None:
     inst = new_instance(tmp_path / "inst", "fake", {"futureField": "kept"})
     inst.status = "Running"
-    payload = protocol.encode_inspect_payload(inst)
+    sent = payload.encode_inspect(inst)
     # the form Lima writes: one JSON string holding base64 of the instance JSON
-    assert json.loads(base64.b64decode(json.loads(payload)))["name"] == "inst"
-    proc = subprocess.run([str(driver_bin / "lima-driver-fake"), "--inspect-status"], input=payload,
+    assert json.loads(base64.b64decode(json.loads(sent)))["name"] == "inst"
+    proc = subprocess.run([str(driver_bin / "lima-driver-fake"), "--inspect-status"], input=sent,
                           capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
-    reply = protocol.decode_inspect_payload(proc.stdout)
+    reply = payload.decode_inspect(proc.stdout)
     assert reply.status == ""  # the fake driver lets the host decide from pid files
     assert reply.config is not None and reply.config.extra["futureField"] == "kept"
     assert proc.stdout.endswith(b"\n")

@@ -103,9 +103,9 @@ def test_call_past_its_deadline(lima, external: Path, fake_template: Path, lima_
                                 monkeypatch: pytest.MonkeyPatch, leftovers) -> None:
     import dataclasses
 
-    from lima_core import protocol
+    from lima_core.protocol import rpc
 
-    monkeypatch.setitem(protocol.WIRE, "validate", dataclasses.replace(protocol.WIRE["validate"], deadline=1.0))
+    monkeypatch.setitem(rpc.WIRE, "validate", dataclasses.replace(rpc.WIRE["validate"], deadline=1.0))
     lima("create", "--name", "h", str(fake_template), ok=True)
     set_faults(lima_home, "h", hangIn={"validate": 30})
     r = lima("start", "h")
