@@ -1,12 +1,12 @@
-"""B2: an external driver's hook round trip (``info``, ``ssh_address``) against a bare grpcio unary call.
+"""B2: an external driver's hook round trip (``info``, ``ssh_address``) against a bare grpcio call.
 
 The measured side is what the host agent does: ``DriverHost.info()`` and
 ``DriverHost.ssh_address()`` on a host connected to ``lima-driver-fake``
-(pluggy, the generated shim, the client, gRPC over the instance's unix
-socket, the server's session lookup, the driver, and back). The floor is a
-bare grpcio server in its own process answering the very bytes the driver's
-server sends for that call, called with a bare ``unary_unary`` stub on a
-unix socket. Each sample is the mean of a batch of calls.
+(pluggy, the shim, the client, gRPC over the instance's unix socket, the
+server's session lookup, the driver, and back). The floor is the hand-written
+driver of ``_floor_driver`` in its own process, answering the same responses,
+called through protoc's ``DriverStub`` on a unix socket. Each sample is the
+mean of a batch of calls.
 
 Also reported: the external driver process's peak RSS after the calls.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import _env, _grpc_floor, _timing
+from . import _env, _floor_driver, _timing
 
 ID = "B2"
 TARGET = 1.5
@@ -51,22 +51,44 @@ def fake_instance(home: Path, name: str) -> Path:
         "images": [{"location": "/nonexistent/fake.img", "arch": "x86_64"}], "mounts": []}))
 
 
-@contextlib.contextmanager
-def floor_server(sock: Path, payloads: dict[str, bytes], work: Path) -> Iterator[subprocess.Popen]:
-    table = work / "floor-payloads.json"
-    table.write_text(json.dumps({k: v.hex() for k, v in payloads.items()}))
-    proc = subprocess.Popen([_env.python(), _grpc_floor.__file__, str(sock), str(table)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+def floor_responses(work: Path, info_json: bytes, address: str) -> Path:
+    table = work / "floor-responses.json"
+    table.write_text(json.dumps({"info_json": info_json.hex(), "address": address}))
+    return table
+
+
+def spawn_floor(inst_dir: Path, responses: Path) -> subprocess.Popen:
+    """Start the floor driver serving *inst_dir*; the caller waits for its socket."""
+    return subprocess.Popen([_env.python(), _floor_driver.__file__, "--inst-dir", str(inst_dir), str(responses)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def stop_floor(proc: subprocess.Popen) -> None:
+    proc.terminate()
     try:
-        if proc.stdout is None or proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the bare grpc floor server did not start")
-        yield proc
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_socket(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the floor driver did not create {path}")
+        time.sleep(0.002)
+
+
+@contextlib.contextmanager
+def floor_server(inst_dir: Path, responses: Path) -> Iterator[Path]:
+    proc = spawn_floor(inst_dir, responses)
+    sock = _floor_driver.socket_path(inst_dir)
+    try:
+        wait_socket(sock)
+        yield sock
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_floor(proc)
 
 
 def _batch(fn: object, n: int) -> _timing.Case:
@@ -79,10 +101,14 @@ def _batch(fn: object, n: int) -> _timing.Case:
 
 
 def run(opts: _env.Options) -> list[_timing.Row]:
-    from lima_core import protocol, store
+    import grpc
+
+    from lima_core import store
     from lima_core.external import supervisor
     from lima_core.external.build import write_executable
     from lima_core.external.client import connect
+    from lima_core.protocol import payload, rpc
+    from lima_core.protocol._gen import driver_pb2_grpc
 
     batch = QUICK_BATCH if opts.quick else BATCH
     with _env.private_home(opts, "lb2") as home, lima_home(home):
@@ -93,17 +119,18 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             inst = store.inspect("b2", driver_status=False)
             host.configure(inst)
             info, address = host.info(), host.ssh_address()
-            payloads = {"/Driver/Info": protocol.WIRE["info"].response(info).encode(),
-                        "/Driver/SSHAddress": protocol.WIRE["ssh_address"].response(address).encode()}
-            with floor_server(home / "floor.sock", payloads, home):
-                bare = _grpc_floor.Client(str(home / "floor.sock"))
-                try:
-                    cases = {"info": _batch(host.info, batch), "ssh_address": _batch(host.ssh_address, batch),
-                             "floor_info": _batch(lambda: bare.call("/Driver/Info"), batch),
-                             "floor_ssh": _batch(lambda: bare.call("/Driver/SSHAddress"), batch)}
-                    samples = _timing.interleaved(cases, opts.runs, opts.warmup)
-                finally:
-                    bare.close()
+            sizes = {"info": rpc.WIRE["info"].response(info).ByteSize(),
+                     "ssh_address": rpc.WIRE["ssh_address"].response(address).ByteSize()}
+            floor_dir = home / "floor"
+            floor_dir.mkdir()
+            responses = floor_responses(home, payload.encode_info(info), address)
+            with floor_server(floor_dir, responses) as sock, grpc.insecure_channel(f"unix://{sock}") as chan:
+                stub = driver_pb2_grpc.DriverStub(chan)
+                empty = rpc.Empty()
+                cases = {"info": _batch(host.info, batch), "ssh_address": _batch(host.ssh_address, batch),
+                         "floor_info": _batch(lambda: stub.Info(empty, timeout=10), batch),
+                         "floor_ssh": _batch(lambda: stub.SSHAddress(empty, timeout=10), batch)}
+                samples = _timing.interleaved(cases, opts.runs, opts.warmup)
             pid = int((inst_dir / "fake.drv.pid").read_text())
             rss = _env.peak_rss_mib(pid)
         finally:
@@ -111,11 +138,10 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             supervisor.stop_servers(inst_dir)
     rows = []
     for hook, floor_key in (("info", "floor_info"), ("ssh_address", "floor_ssh")):
-        size = len(payloads["/Driver/Info" if hook == "info" else "/Driver/SSHAddress"])
         rows.append(_timing.row(ID, f"external hook {hook} (lima-driver-fake)", "µs", samples[hook],
-                                "bare grpcio unary call, unix socket, same payload", samples[floor_key],
+                                "hand-written grpcio driver, protoc stubs, same response", samples[floor_key],
                                 factor=1e6, target=TARGET,
-                                extra={"calls_per_sample": batch, "response_bytes": size}))
+                                extra={"calls_per_sample": batch, "response_bytes": sizes[hook]}))
     rows.append(_timing.Row(id="RSS", what="external driver peak RSS (lima-driver-fake, after B2's calls)",
                             unit="MiB", value=rss or float("nan"), load=_timing.load()))
     return rows

@@ -1,30 +1,34 @@
-"""B3: an external driver's spawn-to-ready against ``python -c "import grpc"``.
+"""B3: an external driver's spawn-to-ready against a hand-written grpcio driver's spawn-to-first-answer.
 
 Spawn-to-ready is ``lima_core.external.client.connect`` on an instance with
 no server yet, as a lima command does it: spawn ``lima-driver-<name> --inst-dir
 DIR``, wait for its socket to accept, open a channel and get the first answer
-(``GetProtocolInfo``). The server is stopped between runs (not timed). Both
-the fake driver (``lima-driver-fake``, written by ``write_executable``) and the
-qemu driver's console script (``lima-driver-qemu``) are measured.
+(``GetProtocolInfo``). Both the fake driver (``lima-driver-fake``, written by
+``write_executable``) and the qemu driver's console script
+(``lima-driver-qemu``) are measured.
+
+The floor is what an author would write by hand (``_floor_driver``: grpcio
+and protoc's stubs, no framework), timed the same way: spawn it, wait for its
+socket, open a channel and get the answer to its first ``Info``. Servers are
+stopped between runs (not timed).
 
 Each case runs at least ``MIN_RUNS`` times (outside ``--quick``): a spawn is
-cheap, and on a shared machine the floor's time swings between two levels
-(``python -c "import grpc"``: about 130 and about 200 ms here, in spells of
-a few seconds), so a median of 7 could land on either.
+cheap, and on a shared machine a process's start-up swings between levels in
+spells of a few seconds, so a median of 7 could land on either.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from . import _env, _timing
-from .b2_roundtrip import FAKE_TARGET, fake_instance, lima_home
+from . import _env, _floor_driver, _timing
+from .b2_roundtrip import FAKE_TARGET, fake_instance, floor_responses, lima_home, spawn_floor, stop_floor, wait_socket
 
 ID = "B3"
-TARGET = 1.3
+TARGET = 1.25
 MIN_RUNS = 15
+FLOOR = "hand-written grpcio driver (protoc stubs): spawn to first Info answer"
 
 
 def _connect_case(path: str, name: str, inst_dir: Path, rss: list[float]) -> _timing.Case:
@@ -45,8 +49,35 @@ def _connect_case(path: str, name: str, inst_dir: Path, rss: list[float]) -> _ti
     return case
 
 
+def _floor_case(inst_dir: Path, responses: Path, rss: list[float]) -> _timing.Case:
+    import grpc
+
+    from lima_core.protocol import rpc
+    from lima_core.protocol._gen import driver_pb2_grpc
+
+    sock = _floor_driver.socket_path(inst_dir)
+
+    def case() -> float:
+        started = time.perf_counter()
+        proc = spawn_floor(inst_dir, responses)
+        try:
+            wait_socket(sock)
+            with grpc.insecure_channel(f"unix://{sock}") as chan:
+                driver_pb2_grpc.DriverStub(chan).Info(rpc.Empty(), timeout=10, wait_for_ready=True)
+                elapsed = time.perf_counter() - started
+            peak = _env.peak_rss_mib(proc.pid)
+            if peak is not None:
+                rss.append(peak)
+        finally:
+            stop_floor(proc)
+            sock.unlink(missing_ok=True)
+        return elapsed
+    return case
+
+
 def run(opts: _env.Options) -> list[_timing.Row]:
     from lima_core.external.build import write_executable
+    from lima_core.protocol import payload
 
     with _env.private_home(opts, "lb3") as home, lima_home(home):
         fake = write_executable(home / "_bin", "fake", FAKE_TARGET)
@@ -54,33 +85,22 @@ def run(opts: _env.Options) -> list[_timing.Row]:
         qemu = _env.BIN / "lima-driver-qemu"
         if qemu.exists():
             drivers["qemu"] = str(qemu)
-        rss: dict[str, list[float]] = {name: [] for name in drivers}
-        cases: dict[str, _timing.Case] = {"floor": _env.spawn_case([_env.python(), "-c", "import grpc"], _env.env(home))}
+        rss: dict[str, list[float]] = {name: [] for name in [*drivers, "floor"]}
+        floor_dir = home / "floor"
+        floor_dir.mkdir()
+        from lima_core.limatype import Info
+
+        responses = floor_responses(home, payload.encode_info(Info(name="floor")), "127.0.0.1")
+        cases: dict[str, _timing.Case] = {"floor": _floor_case(floor_dir, responses, rss["floor"])}
         for name, path in drivers.items():
             cases[name] = _connect_case(path, name, fake_instance(home, f"b3{name}"), rss[name])
         runs = opts.runs if opts.quick else max(opts.runs, MIN_RUNS)
         samples = _timing.interleaved(cases, runs, opts.warmup)
-        floor_rss = _floor_rss()
     rows = [_timing.row(ID, f"external driver spawn-to-ready (lima-driver-{name})", "ms", samples[name],
-                        'python -c "import grpc"', samples["floor"], factor=1000, target=TARGET,
-                        extra={"runs": len(samples["floor"])})
+                        FLOOR, samples["floor"], factor=1000, target=TARGET, extra={"runs": len(samples["floor"])})
             for name in drivers]
     for name in drivers:
         rows.append(_timing.Row(id="RSS", what=f"external driver RSS when ready (lima-driver-{name})", unit="MiB",
-                                value=_timing.median(rss[name]), floor='python -c "import grpc"',
-                                floor_value=floor_rss, samples=rss[name], load=_timing.load()))
+                                value=_timing.median(rss[name]), floor="hand-written grpcio driver when answering",
+                                floor_value=_timing.median(rss["floor"]), samples=rss[name], load=_timing.load()))
     return rows
-
-
-def _floor_rss() -> float:
-    """VmHWM of ``python -c "import grpc"``, in MiB, read as for the drivers (ru_maxrss would count the
-    forking parent's pages too)."""
-    proc = subprocess.Popen([_env.python(), "-c", "import grpc, sys; print(flush=True); sys.stdin.read()"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        return _env.peak_rss_mib(proc.pid) or float("nan")
-    finally:
-        proc.kill()
-        proc.wait()

@@ -202,7 +202,7 @@ class HostAgent:
         return handle
 
     def _setup_vnc(self) -> None:
-        import secrets  # here, as only a VNC display needs it (10 ms of every host agent's start-up)
+        import secrets  # here: only a VNC display needs it, and every host agent would pay for it at start
         import string
 
         assert self.host is not None
@@ -328,7 +328,7 @@ class _InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     @classmethod
     def serve(cls, path: Path, agent: HostAgent) -> None:
-        import http.server  # here, not at the top: 30 ms that would delay the VM's start
+        import http.server  # here, not at the top: its import would delay the VM's start
 
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

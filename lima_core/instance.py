@@ -136,7 +136,7 @@ def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
 
 
 def _download_image(inst: Instance, progress: Progress | None, download_progress: download.Progress | None) -> None:
-    from . import download  # here: urllib and http cost every lima command and host agent 25-30 ms
+    from . import download  # here: urllib and http would cost every lima command and host agent their import
 
     assert inst.config is not None and inst.config.images is not None
     inst_dir = Path(inst.dir)

@@ -45,7 +45,7 @@ def ensure_user_key() -> Path:
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
         raise SSHError("ssh-keygen was not found; install the OpenSSH client (Debian: apt install openssh-client)")
-    import filelock  # here: only to create the key (filelock's import costs the host agent 38 ms)
+    import filelock  # here: only creating the key needs it, not every host agent start
 
     with filelock.FileLock(str(config / "user.lock"), timeout=30):
         if not key.exists():

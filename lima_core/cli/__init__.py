@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import os
-import sys
-import threading
-from typing import NoReturn
-
 import typer
 
 from .. import __version__
@@ -45,31 +39,5 @@ app.add_typer(drivers.app, name="drivers")
 app.add_typer(template.app, name="template")
 
 
-def main() -> NoReturn:
-    try:
-        app()
-    except SystemExit as exc:
-        _leave(exc.code)
-    _leave(0)
-
-
-def _leave(code: object) -> NoReturn:
-    """Exit with *code* as SystemExit would, skipping the interpreter's finalization when nothing needs it.
-
-    Tearing down the couple of hundred modules a command has loaded takes 50-100 ms
-    after its last line of output (benchmarks B1, B4). The exit handlers (logging's)
-    still run and the output is flushed; with another non-daemon thread alive, or an
-    exit code that is not a number, the ordinary way out is taken.
-    """
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if run_exitfuncs is None or others or not (code is None or isinstance(code, int)):
-        raise SystemExit(code)
-    run_exitfuncs()
-    status = code or 0
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            status = status or 120  # what Python's own exit does when the output cannot be written
-    os._exit(status)
+def main() -> None:
+    app()

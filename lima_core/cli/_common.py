@@ -73,14 +73,16 @@ class LimaGroup(TyperGroup):
 
 # -- parameter coercion without pydantic ---------------------------------------------------------
 #
-# typer (0.2x) converts every parameter value through a pydantic TypeAdapter, built when
-# the command runs: importing pydantic and building the schema costs more than importing
-# typer itself, on every command. Our parameters are plain strings, lists of strings and
-# flags, which need no validation; for exactly those, the command's parameters get a
-# converter of their own before parsing. Anything else (numbers, paths) keeps typer's. On a
-# typer without this machinery nothing changes.
+# typer 0.29 converts every parameter value through a pydantic TypeAdapter, built when the
+# command runs: importing pydantic and building the schema costs about as much as importing
+# typer itself, on every command (docs/benchmarks.md, B4). Our parameters are plain strings,
+# lists of strings and flags, which need no validation; for exactly those, the command's
+# parameters get a converter of their own before parsing. Anything else (numbers, paths)
+# keeps typer's. On a typer without this machinery nothing changes.
 
 try:
+    # typer's private coercion API: pyproject.toml pins typer to the 0.29 series it was written
+    # for, and tests/cli/test_startup_imports.py fails if a command imports pydantic again.
     from typer._coercion import RuntimeParam as _RuntimeParam
 except ImportError:  # another typer: it converts as it always did
     _RuntimeParam = None
