@@ -10,15 +10,13 @@ replaced by that directory in every argument and a fresh SSH port in the
 ``hostfwd`` rule.
 
 SSH-ready means the same on both sides, the host agent's own test
-(``HostAgent._wait_ready``, one try of which is ``hostagent.boot_done``): wait
+(``HostAgent._wait_ready``, one try of which is ``hostagent.readiness.boot_done``): wait
 for the guest's SSH banner on the forwarded port (a new connection every
 0.3 s, up to 2.3 s), then ``ssh -F <dir>/ssh.config -o ConnectTimeout=2 -T
 lima-<name> -- cat /run/lima-boot-done`` prints this boot's instance id;
 tried again 0.3 s (``SSH_POLL_INTERVAL``) after a miss. For ``lima start`` the
 clock runs from spawning the command until it exits after "READY"; for raw
 QEMU, from spawning qemu until that test passes, run by the same function.
-(A lima-core without ``boot_done``, as measured for before/after, ran the ssh
-command alone, with the same interval.)
 
 Sides are interleaved (raw, internal, external, then the reverse order), so
 load from elsewhere falls on all of them alike.
@@ -193,7 +191,8 @@ class Rig:
         return out
 
     def raw_case(self) -> _timing.Case:
-        from lima_core import hostagent, sshutil
+        from lima_core import sshutil
+        from lima_core.hostagent import readiness
 
         def case() -> float:
             port = free_port()
@@ -202,7 +201,7 @@ class Rig:
                     f.unlink()
             with _home(self.home):
                 sshutil.write_config(self.raw_dir, NAME, self.user, port)
-                ssh = sshutil.command(self.raw_dir, NAME, connect_timeout=hostagent.SSH_CONNECT_TIMEOUT, tty=False)
+                ssh = sshutil.command(self.raw_dir, NAME, connect_timeout=readiness.SSH_CONNECT_TIMEOUT, tty=False)
             argv = self.raw_argv(port)
             with open(self.raw_dir / "qemu.log", "ab") as out:
                 started = time.perf_counter()
@@ -213,11 +212,11 @@ class Rig:
                 while True:
                     if proc.poll() is not None:
                         raise RuntimeError(f"raw qemu exited with {proc.returncode}; see {self.raw_dir}/qemu.log")
-                    if _boot_done(ssh, port) == self.iid:
+                    if readiness.boot_done(ssh, "127.0.0.1", port) == self.iid:
                         return time.perf_counter() - started
                     if time.perf_counter() > deadline:
                         raise RuntimeError("raw qemu did not become SSH-ready")
-                    time.sleep(hostagent.SSH_POLL_INTERVAL)
+                    time.sleep(readiness.SSH_POLL_INTERVAL)
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGKILL)
@@ -227,20 +226,6 @@ class Rig:
     def cleanup(self) -> None:
         with contextlib.suppress(Exception):
             _env.run([*self.lima, "stop", "-f", NAME], env=self.envs["internal"], check=False, timeout=60)
-
-
-def _boot_done(ssh: list[str], port: int) -> str | None:
-    """One try of the host agent's readiness test (the ssh command alone for a lima-core without it)."""
-    from lima_core import hostagent
-
-    if hasattr(hostagent, "boot_done"):
-        return hostagent.boot_done(ssh, "127.0.0.1", port)
-    try:
-        got = subprocess.run([*ssh, "--", "cat /run/lima-boot-done 2>/dev/null || true"], stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=hostagent.SSH_CONNECT_TIMEOUT + 8)
-    except subprocess.TimeoutExpired:
-        return None
-    return got.stdout.strip() if got.returncode == 0 else None
 
 
 @contextlib.contextmanager

@@ -1,13 +1,14 @@
 """The floor for B2 and B3: an external driver written by hand with grpcio and protoc's stubs.
 
-It is what an author would write without lima-core's framework: protoc's
-``driver_pb2`` and ``driver_pb2_grpc`` for ``proto/driver.proto`` (the very
-modules lima-core ships in ``lima_core/protocol/_gen``; importing them runs
-no other lima-core code), a servicer answering ``Info`` and ``SSHAddress``
-with fixed responses, and a server on ``DIR/floor.drv.sock`` until SIGTERM.
-lima-core's overhead is what lies above it.
+It is what an author would write without lima-core: protoc's ``driver_pb2``
+and ``driver_pb2_grpc`` for ``proto/driver.proto`` (made by
+:func:`generate_stubs` into a directory of the benchmark's own), a servicer
+answering ``Info`` and ``SSHAddress`` with fixed responses, and a server on
+``DIR/floor.drv.sock`` until SIGTERM. It imports no lima-core code, so it
+measures the same against any lima-core tree. lima-core's overhead is what
+lies above it.
 
-    python _floor_driver.py --inst-dir DIR RESPONSES.json
+    python _floor_driver.py STUBS_DIR --inst-dir DIR RESPONSES.json
 
 RESPONSES.json holds ``{"info_json": "<hex>", "address": "..."}``. The server
 uses the thread pool size of lima-core's driver server.
@@ -21,9 +22,34 @@ import sys
 import threading
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 MAX_WORKERS = 16  # as lima_core.external.server
 NAME = "floor"
+
+
+def generate_stubs(out: Path) -> Path:
+    """protoc's ``driver_pb2`` and ``driver_pb2_grpc`` for proto/driver.proto, in *out* (returned)."""
+    from grpc_tools import protoc
+
+    repo = Path(__file__).resolve().parents[1]
+    include = Path(protoc.__file__).parent / "_proto"
+    out.mkdir(parents=True, exist_ok=True)
+    argv = ["protoc", f"-I{repo / 'proto'}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
+            "driver.proto"]
+    if protoc.main(argv) != 0:
+        raise RuntimeError("protoc failed on proto/driver.proto")
+    return out
+
+
+def import_stubs(stubs: Path) -> tuple[Any, Any]:
+    """(driver_pb2, driver_pb2_grpc) from *stubs*."""
+    if str(stubs) not in sys.path:
+        sys.path.insert(0, str(stubs))
+    import driver_pb2
+    import driver_pb2_grpc
+
+    return driver_pb2, driver_pb2_grpc
 
 
 def socket_path(inst_dir: Path) -> Path:
@@ -31,10 +57,10 @@ def socket_path(inst_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    _flag, inst_dir, responses = argv
+    stubs, _flag, inst_dir, responses = argv
     import grpc
 
-    from lima_core.protocol._gen import driver_pb2, driver_pb2_grpc
+    driver_pb2, driver_pb2_grpc = import_stubs(Path(stubs))
 
     table = json.loads(Path(responses).read_text())
     info = driver_pb2.InfoResponse(info_json=bytes.fromhex(table["info_json"]))

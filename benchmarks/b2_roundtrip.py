@@ -57,10 +57,10 @@ def floor_responses(work: Path, info_json: bytes, address: str) -> Path:
     return table
 
 
-def spawn_floor(inst_dir: Path, responses: Path) -> subprocess.Popen:
+def spawn_floor(stubs: Path, inst_dir: Path, responses: Path) -> subprocess.Popen:
     """Start the floor driver serving *inst_dir*; the caller waits for its socket."""
-    return subprocess.Popen([_env.python(), _floor_driver.__file__, "--inst-dir", str(inst_dir), str(responses)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    return subprocess.Popen([_env.python(), _floor_driver.__file__, str(stubs), "--inst-dir", str(inst_dir),
+                             str(responses)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
 def stop_floor(proc: subprocess.Popen) -> None:
@@ -81,8 +81,8 @@ def wait_socket(path: Path, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def floor_server(inst_dir: Path, responses: Path) -> Iterator[Path]:
-    proc = spawn_floor(inst_dir, responses)
+def floor_server(stubs: Path, inst_dir: Path, responses: Path) -> Iterator[Path]:
+    proc = spawn_floor(stubs, inst_dir, responses)
     sock = _floor_driver.socket_path(inst_dir)
     try:
         wait_socket(sock)
@@ -107,8 +107,7 @@ def run(opts: _env.Options) -> list[_timing.Row]:
     from lima_core.external import supervisor
     from lima_core.external.build import write_executable
     from lima_core.external.client import connect
-    from lima_core.protocol import payload, rpc
-    from lima_core.protocol._gen import driver_pb2_grpc
+    from lima_core.protocol import payload
 
     batch = QUICK_BATCH if opts.quick else BATCH
     with _env.private_home(opts, "lb2") as home, lima_home(home):
@@ -119,14 +118,15 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             inst = store.inspect("b2", driver_status=False)
             host.configure(inst)
             info, address = host.info(), host.ssh_address()
-            sizes = {"info": rpc.WIRE["info"].response(info).ByteSize(),
-                     "ssh_address": rpc.WIRE["ssh_address"].response(address).ByteSize()}
+            sizes = {"info": len(payload.encode_info(info)), "ssh_address": len(address)}
             floor_dir = home / "floor"
             floor_dir.mkdir()
+            stubs = _floor_driver.generate_stubs(home / "floor-stubs")
+            driver_pb2, driver_pb2_grpc = _floor_driver.import_stubs(stubs)
             responses = floor_responses(home, payload.encode_info(info), address)
-            with floor_server(floor_dir, responses) as sock, grpc.insecure_channel(f"unix://{sock}") as chan:
+            with floor_server(stubs, floor_dir, responses) as sock, grpc.insecure_channel(f"unix://{sock}") as chan:
                 stub = driver_pb2_grpc.DriverStub(chan)
-                empty = rpc.Empty()
+                empty = driver_pb2.google_dot_protobuf_dot_empty__pb2.Empty()
                 cases = {"info": _batch(host.info, batch), "ssh_address": _batch(host.ssh_address, batch),
                          "floor_info": _batch(lambda: stub.Info(empty, timeout=10), batch),
                          "floor_ssh": _batch(lambda: stub.SSHAddress(empty, timeout=10), batch)}

@@ -49,21 +49,20 @@ def _connect_case(path: str, name: str, inst_dir: Path, rss: list[float]) -> _ti
     return case
 
 
-def _floor_case(inst_dir: Path, responses: Path, rss: list[float]) -> _timing.Case:
+def _floor_case(stubs: Path, inst_dir: Path, responses: Path, rss: list[float]) -> _timing.Case:
     import grpc
 
-    from lima_core.protocol import rpc
-    from lima_core.protocol._gen import driver_pb2_grpc
-
+    driver_pb2, driver_pb2_grpc = _floor_driver.import_stubs(stubs)
+    empty = driver_pb2.google_dot_protobuf_dot_empty__pb2.Empty()
     sock = _floor_driver.socket_path(inst_dir)
 
     def case() -> float:
         started = time.perf_counter()
-        proc = spawn_floor(inst_dir, responses)
+        proc = spawn_floor(stubs, inst_dir, responses)
         try:
             wait_socket(sock)
             with grpc.insecure_channel(f"unix://{sock}") as chan:
-                driver_pb2_grpc.DriverStub(chan).Info(rpc.Empty(), timeout=10, wait_for_ready=True)
+                driver_pb2_grpc.DriverStub(chan).Info(empty, timeout=10, wait_for_ready=True)
                 elapsed = time.perf_counter() - started
             peak = _env.peak_rss_mib(proc.pid)
             if peak is not None:
@@ -77,6 +76,7 @@ def _floor_case(inst_dir: Path, responses: Path, rss: list[float]) -> _timing.Ca
 
 def run(opts: _env.Options) -> list[_timing.Row]:
     from lima_core.external.build import write_executable
+    from lima_core.limatype import Info
     from lima_core.protocol import payload
 
     with _env.private_home(opts, "lb3") as home, lima_home(home):
@@ -88,10 +88,9 @@ def run(opts: _env.Options) -> list[_timing.Row]:
         rss: dict[str, list[float]] = {name: [] for name in [*drivers, "floor"]}
         floor_dir = home / "floor"
         floor_dir.mkdir()
-        from lima_core.limatype import Info
-
+        stubs = _floor_driver.generate_stubs(home / "floor-stubs")
         responses = floor_responses(home, payload.encode_info(Info(name="floor")), "127.0.0.1")
-        cases: dict[str, _timing.Case] = {"floor": _floor_case(floor_dir, responses, rss["floor"])}
+        cases: dict[str, _timing.Case] = {"floor": _floor_case(stubs, floor_dir, responses, rss["floor"])}
         for name, path in drivers.items():
             cases[name] = _connect_case(path, name, fake_instance(home, f"b3{name}"), rss[name])
         runs = opts.runs if opts.quick else max(opts.runs, MIN_RUNS)

@@ -1,99 +1,37 @@
-"""The host agent: one background process per running instance (``lima hostagent NAME``).
-
-It holds ``ha.lock`` for its whole life and writes ``ha.pid``; it configures
-the driver, builds cidata, starts the VM, waits for SSH and for the guest's
-boot scripts (``/run/lima-boot-done`` holding this boot's instance id), and
-reports each step as a JSON event line on stdout (``ha.stdout.log``). Logs are
-JSON lines on stderr (``ha.stderr.log``). ``GET /v1/info`` on ``ha.sock``
-answers with the SSH port, as Lima's does.
-
-It exits when asked (SIGINT/SIGTERM: it stops the VM first), when the driver's
-start stream reports that the VM ended, or when an external driver process
-dies (then it stops the VM through a fresh driver process, so nothing is
-orphaned). A request to stop while the VM is still being set up interrupts
-the driver call in progress (an external driver's call is cancelled), so a
-hung driver cannot keep ``lima stop`` waiting. If no driver can stop the VM,
-the host agent kills the VM process itself, as ``lima stop -f`` would.
-"""
+"""The host agent's work for one instance: configure the driver, build cidata, start the VM, watch it."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import logging
 import os
 import signal
 import socket
-import socketserver
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from . import cidata, events, filenames, instance, locks, pidfile, sshutil, store
-from .errors import DriverUnavailable, LimaError
-from .external import supervisor
-from .host import DriverHost
-from .limatype import Instance
-from .starthandle import StartHandle
-from .users import guest_user
+from .. import cidata, events, filenames, instance, pidfile, sshutil, store
+from ..errors import DriverUnavailable, LimaError
+from ..external import supervisor
+from ..host import DriverHost
+from ..limatype import Instance
+from ..starthandle import StartHandle
+from ..users import guest_user
+from .infoserver import InfoServer
+from .readiness import SSH_CONNECT_TIMEOUT, SSH_POLL_INTERVAL, boot_done
 
 log = logging.getLogger("lima_core.hostagent")
 
-SSH_POLL_INTERVAL = 0.3
-SSH_CONNECT_TIMEOUT = 2
 READY_TIMEOUT = 600.0
-BOOT_DONE_SCRIPT = "cat /run/lima-boot-done 2>/dev/null || true"
-
-
-class _JSONFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"level": record.levelname.lower(), "msg": record.getMessage(),
-                 "time": datetime.datetime.fromtimestamp(record.created).astimezone().isoformat()}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def run(name: str) -> int:
-    """The ``lima hostagent`` process. Returns the exit code."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JSONFormatter())
-    logging.getLogger("lima_core").handlers[:] = [handler]
-    logging.getLogger("lima_core").setLevel(logging.DEBUG)
-    inst_dir = store.existing_dir(name)
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(locks.exclusive(inst_dir / instance.HA_LOCK, timeout=0))
-        except locks.Busy:
-            why = f"instance {name!r} is already running"
-        except locks.Gone:
-            why = f"instance {name!r} does not exist (it was deleted meanwhile)"
-        else:
-            return _run_locked(name, inst_dir)
-        events.emit(sys.stdout, events.Event(exiting=True, errors=[why]))
-        return 1
-
-
-def _run_locked(name: str, inst_dir: Path) -> int:
-    pid_path = inst_dir / filenames.HOST_AGENT_PID
-    pidfile.write(pid_path, os.getpid())
-    agent = HostAgent(name, inst_dir)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, agent.on_signal)
-    try:
-        return agent.run()
-    finally:
-        pidfile.remove(pid_path)
 
 
 class _StopDuringBoot(KeyboardInterrupt):
@@ -192,7 +130,7 @@ class HostAgent:
         self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
         log.info("starting the VM (driver %s)", self.host.name)
         handle = self.host.start()
-        _InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)  # after: the VM need not wait for it
+        InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)  # after: the VM need not wait for it
         self.host.additional_setup_for_ssh()
         if info.features.dynamic_ssh_address:
             self.ssh_address = self.host.ssh_address()
@@ -298,62 +236,3 @@ class HostAgent:
         with contextlib.suppress(Exception):
             status.process.kill()
             pidfile.wait_exit(status.process, 10)
-
-
-def boot_done(ssh: list[str], host: str, port: int, give_up: Any = lambda: False) -> str | None:
-    """One try of the readiness test: ``/run/lima-boot-done`` over *ssh*, or None when there is no answer yet.
-
-    ssh runs once the guest's SSH server has sent its banner on host:port, or
-    once something else answers there (a refusal, a close: ssh fails as fast).
-    Connections held without a word for SSH_CONNECT_TIMEOUT + SSH_POLL_INTERVAL
-    mean the guest's network is not up behind QEMU's user network; an ssh
-    started then would be held for its whole ConnectTimeout (which also bounds
-    its wait for the banner), so the try ends there, and the next one opens new
-    connections at once. ``python -m benchmarks`` times raw QEMU with this same test.
-    """
-    if sshutil.wait_banner(host, port, SSH_CONNECT_TIMEOUT + SSH_POLL_INTERVAL, give_up) is sshutil.Banner.SILENT:
-        return None
-    try:
-        proc = subprocess.run([*ssh, "--", BOOT_DONE_SCRIPT], stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=SSH_CONNECT_TIMEOUT + 8)
-    except subprocess.TimeoutExpired:
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-class _InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``."""
-
-    daemon_threads = True
-
-    @classmethod
-    def serve(cls, path: Path, agent: HostAgent) -> None:
-        import http.server  # here, not at the top: its import would delay the VM's start
-
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path != "/v1/info":
-                    self.send_error(404)
-                    return
-                body = json.dumps({"sshLocalPort": agent.ssh_local_port}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def address_string(self) -> str:
-                return "ha.sock"
-
-        old = os.umask(0o177)
-        try:
-            server = cls(str(path), Handler)
-        finally:
-            os.umask(old)
-        threading.Thread(target=server.serve_forever, name="ha.sock", daemon=True).start()
