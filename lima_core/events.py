@@ -2,8 +2,9 @@
 
 Each line is ``{"time": ..., "status": {...}}`` with Lima's status keys
 (``running``, ``degraded``, ``exiting``, ``errors``, ``sshLocalPort``).
-lima-core adds ``status.message``, a progress line for ``lima start``; Lima's
-readers ignore it.
+lima-core adds ``status.message``, a progress line for ``lima start``, and
+while a requirement is awaited ``status.waitingFor`` (its description) and
+``status.lastError`` (why its last attempt failed); Lima's readers ignore them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Event:
     errors: list[str] = dataclasses.field(default_factory=list)
     ssh_local_port: int = 0
     message: str = ""
+    waiting_for: str = ""
+    last_error: str = ""
     time: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -38,6 +41,10 @@ class Event:
             status["sshLocalPort"] = self.ssh_local_port
         if self.message:
             status["message"] = self.message
+        if self.waiting_for:
+            status["waitingFor"] = self.waiting_for
+        if self.last_error:
+            status["lastError"] = self.last_error
         return {"time": self.time or _now(), "status": status}
 
     @classmethod
@@ -46,6 +53,7 @@ class Event:
         return cls(running=bool(status.get("running")), degraded=bool(status.get("degraded")),
                    exiting=bool(status.get("exiting")), errors=list(status.get("errors") or []),
                    ssh_local_port=int(status.get("sshLocalPort") or 0), message=str(status.get("message") or ""),
+                   waiting_for=str(status.get("waitingFor") or ""), last_error=str(status.get("lastError") or ""),
                    time=str(data.get("time") or ""))
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import dirnames, events, filenames, limayaml, locks, pidfile, registry, store, yamlfile
+from . import ansible, dirnames, events, fields, filenames, limayaml, locks, pidfile, registry, store, yamlfile
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
 from .external import supervisor
 from .host import DriverHost
@@ -108,6 +108,7 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
+    fields.enforce(cfg, cfg.vm_type or "", source, warn=False)  # `lima start` warns
     store.write_new(name, yamlfile.dump(data))
     try:
         with instance_lock(inst_dir):
@@ -189,6 +190,9 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         inst = store.inspect(name, driver_status=False)
         if inst.errors and inst.config is None:
             raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
+        assert inst.config is not None
+        # Refusals here, before anything runs; the host agent, which knows the driver's features, warns.
+        fields.enforce(inst.config, inst.vm_type, str(inst_dir / filenames.LIMA_YAML), warn=False)
         if inst.driver_pid:
             raise InstanceError(f"the VM of instance {name!r} is still running without its host agent "
                                 f"(pid {inst.driver_pid}); run `lima stop -f {name}` first")
@@ -214,6 +218,7 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
                 supervisor.stop_servers(inst_dir, force=True)
             raise
     _wait_running(name, inst_dir, ha, timeout, progress)
+    ansible.run_playbooks(store.inspect(name, driver_status=False))
     return True
 
 
@@ -259,10 +264,16 @@ def _tail(inst_dir: Path, lines: int = 3) -> str:
 def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
                   progress: Progress | None) -> None:
     deadline = time.monotonic() + timeout
+    waiting, last_error = "", ""
     for event in events.follow(inst_dir / filenames.HOST_AGENT_STDOUT_LOG,
                                stop=lambda: ha.poll() is not None or time.monotonic() > deadline):
         if event.message:
             _say(progress, event.message)
+        if event.waiting_for:
+            if event.waiting_for != waiting:
+                last_error = ""
+            waiting = event.waiting_for
+            last_error = event.last_error or last_error
         if event.exiting:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 ha.wait(30)  # let it finish cleaning up, so the status is final
@@ -271,7 +282,12 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
                                 f"{inst_dir / filenames.HOST_AGENT_STDERR_LOG})")
         if event.running:
             if event.degraded:
-                log.warning("instance %r is running but degraded: %s", name, "; ".join(event.errors))
+                for error in event.errors:
+                    log.error("%s", error)
+                raise InstanceError(f"instance {name!r} is running but DEGRADED: {len(event.errors)} "
+                                    f"problem(s) above; the VM is left running to look into "
+                                    f"(`lima shell {name}`, /var/log/cloud-init-output.log in the guest; "
+                                    f"`lima stop {name}` to stop it)")
             return
     if ha.poll() is not None:
         if ha.returncode < 0:
@@ -283,8 +299,10 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
         how = (f"was killed by {_signal_name(-ha.returncode)}" if ha.returncode < 0
                else f"exited with status {ha.returncode}")
         raise InstanceError(f"the host agent of {name!r} {how} while the instance was starting: {_tail(inst_dir)}")
-    raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s; it is still starting "
-                        f"in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
+    pending = f"; still waiting for {waiting!r}" + (f" (last error: {last_error})" if last_error else "") \
+        if waiting else ""
+    raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s{pending}; it is still "
+                        f"starting in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
                         f"`lima stop -f {name}`")
 
 

@@ -86,6 +86,7 @@ class Mount(JSONModel):
     location: str = key("location", "")
     mount_point: str | None = key("mountPoint")
     writable: bool | None = key("writable")
+    sshfs: dict[str, Any] | None = key("sshfs")
     ninep: NineP | None = key("9p")
     virtiofs: dict[str, Any] | None = key("virtiofs")
 
@@ -94,6 +95,7 @@ class Mount(JSONModel):
 class SSH(JSONModel):
     """lima.yaml's ``ssh``."""
 
+    address: str | None = key("address")
     local_port: int | None = key("localPort")
     load_dot_ssh_pub_keys: bool | None = key("loadDotSSHPubKeys")
     forward_agent: bool | None = key("forwardAgent")
@@ -146,6 +148,99 @@ class Network(JSONModel):
 
 
 @model
+class Locator(JSONModel):
+    """A ``file:`` of a provision or probe, or a ``base:`` entry: a URL or path, and a digest."""
+
+    url: str = key("url", "")
+    digest: str | None = key("digest")
+
+
+@model
+class Provision(JSONModel):
+    """An entry of ``provision``. Which fields a mode takes is checked by validation."""
+
+    mode: str | None = key("mode")
+    skip_default_dependency_resolution: bool | None = key("skipDefaultDependencyResolution")
+    script: str | None = key("script")
+    file: Locator | None = key("file")
+    playbook: str | None = key("playbook")
+    content: str | None = key("content")
+    overwrite: bool | None = key("overwrite")
+    owner: str | None = key("owner")
+    path: str | None = key("path")
+    permissions: str | None = key("permissions")
+    expression: str | None = key("expression")
+    format: str | None = key("format")
+
+
+@model
+class Probe(JSONModel):
+    """An entry of ``probes`` (readiness checks run over SSH while ``lima start`` waits)."""
+
+    mode: str | None = key("mode")
+    description: str | None = key("description")
+    script: str | None = key("script")
+    file: Locator | None = key("file")
+    hint: str | None = key("hint")
+
+
+@model
+class PortForward(JSONModel):
+    """An entry of ``portForwards``."""
+
+    guest_ip_must_be_zero: bool | None = key("guestIPMustBeZero")
+    guest_ip: str | None = key("guestIP")
+    guest_port: int | None = key("guestPort")
+    guest_port_range: list[int] | None = key("guestPortRange")
+    guest_socket: str | None = key("guestSocket")
+    host_ip: str | None = key("hostIP")
+    host_port: int | None = key("hostPort")
+    host_port_range: list[int] | None = key("hostPortRange")
+    host_socket: str | None = key("hostSocket")
+    proto: str | None = key("proto")
+    reverse: bool | None = key("reverse")
+    ignore: bool | None = key("ignore")
+    static: bool | None = key("static")
+
+
+@model
+class CopyToHost(JSONModel):
+    """An entry of ``copyToHost``."""
+
+    guest: str | None = key("guest")
+    host: str | None = key("host")
+    delete_on_stop: bool | None = key("deleteOnStop")
+    skip_if_missing: bool | None = key("skipIfMissing")
+
+
+@model
+class Containerd(JSONModel):
+    """lima.yaml's ``containerd``."""
+
+    system: bool | None = key("system")
+    user: bool | None = key("user")
+    archives: list[File] | None = key("archives")
+
+
+@model
+class CACertificates(JSONModel):
+    """lima.yaml's ``caCerts``."""
+
+    remove_defaults: bool | None = key("removeDefaults")
+    files: list[str] | None = key("files")
+    certs: list[str] | None = key("certs")
+
+
+@model
+class HostResolver(JSONModel):
+    """lima.yaml's ``hostResolver``."""
+
+    enabled: bool | None = key("enabled")
+    ipv6: bool | None = key("ipv6")
+    hosts: dict[str, str] | None = key("hosts")
+
+
+@model
 class User(JSONModel):
     """lima.yaml's ``user``: the guest user."""
 
@@ -154,6 +249,7 @@ class User(JSONModel):
     home: str | None = key("home")
     shell: str | None = key("shell")
     uid: int | None = key("uid")
+    passwordless_sudo: bool | None = key("passwordlessSudo")
 
 
 @model
@@ -171,26 +267,40 @@ class LimaYAML(JSONModel):
     cpus: int | None = key("cpus")
     memory: str | None = key("memory")
     disk: str | None = key("disk")
+    #: entries are a disk name or ``{name, format, fsType, fsArgs}`` (limayaml normalises them)
     additional_disks: list[Any] | None = key("additionalDisks")
     mounts: list[Mount] | None = key("mounts")
     mount_type: str | None = key("mountType")
     mount_types_unsupported: list[str] | None = key("mountTypesUnsupported")
+    mount_inotify: bool | None = key("mountInotify")
     ssh: SSH | None = key("ssh")
     firmware: Firmware | None = key("firmware")
     audio: Audio | None = key("audio")
     video: Video | None = key("video")
-    networks: list[Network] | None = key("networks")
-    port_forwards: list[Any] | None = key("portForwards")
-    provision: list[Any] | None = key("provision")
-    probes: list[Any] | None = key("probes")
+    provision: list[Provision] | None = key("provision")
+    upgrade_packages: bool | None = key("upgradePackages")
+    containerd: Containerd | None = key("containerd")
+    guest_install_prefix: str | None = key("guestInstallPrefix")
+    probes: list[Probe] | None = key("probes")
+    port_forwards: list[PortForward] | None = key("portForwards")
+    copy_to_host: list[CopyToHost] | None = key("copyToHost")
     message: str | None = key("message")
+    networks: list[Network] | None = key("networks")
     env: dict[str, str] | None = key("env")
     param: dict[str, str] | None = key("param")
-    plain: bool | None = key("plain")
-    tpm: Any = key("tpm")
-    nested_virtualization: bool | None = key("nestedVirtualization")
+    dns: list[str] | None = key("dns")
+    host_resolver: HostResolver | None = key("hostResolver")
+    propagate_proxy_env: bool | None = key("propagateProxyEnv")
+    ca_certs: CACertificates | None = key("caCerts")
+    #: deprecated top-level ``rosetta`` (the vz driver migrates it to ``vmOpts.vz.rosetta``)
     rosetta: Any = key("rosetta")
+    plain: bool | None = key("plain")
+    timezone: str | None = key("timezone")
+    nested_virtualization: bool | None = key("nestedVirtualization")
+    tpm: Any = key("tpm")
     user: User | None = key("user")
+    #: Lima's per-OS options (``osOpts``), kept for the drivers that read them
+    os_opts: dict[str, Any] | None = key("osOpts")
 
     def vm_opts_for(self, vm_type: str) -> dict[str, Any]:
         """``vmOpts.<vm_type>`` as a (possibly new, attached) mapping."""

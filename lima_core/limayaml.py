@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from . import dirnames, filenames, yamlfile
+from . import dirnames, filenames, guestfields, yamlfile
 from ._jsonmodel import JSONModel
 from .errors import ConfigError
 from .limatype import ARCHES, LimaYAML, host_arch
@@ -31,12 +31,6 @@ log = logging.getLogger("lima_core")
 OS_TYPES = ("Linux", "Darwin", "FreeBSD", "Windows")
 MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
 DEFAULT_DISK = "100GiB"
-# Lima fields lima-core does not model but knows, so they are not reported as unknown.
-KNOWN_UNMODELLED = frozenset({
-    "containerd", "guestInstallPrefix", "upgradePackages", "hostResolver", "dns", "propagateProxyEnv",
-    "caCerts", "copyToHost", "mountInotify", "timezone", "portForwards", "provision", "probes", "minimumLimaVersion",
-    "osOpts", "additionalDisks", "vmOpts", "cpuType", "rosetta",
-})
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -92,7 +86,8 @@ def from_data(data: dict[str, Any], source: str, *, text: str | None = None, war
     layered = merge_layers(_read_layer(config_dir / filenames.DEFAULT_YAML), data,
                            _read_layer(config_dir / filenames.OVERRIDE_YAML))
     try:
-        cfg = LimaYAML.from_json(layered)
+        guestfields.check_params_used(data)
+        cfg = LimaYAML.from_json(_params_as_text(layered))
         if warn_unknown:
             for path in unknown_fields(cfg):
                 where = yamlfile.load(text, source).where(path) if text else source
@@ -104,6 +99,17 @@ def from_data(data: dict[str, Any], source: str, *, text: str | None = None, war
             raise yamlfile.load(text, source).error(exc) from None
         raise ConfigError(f"{source}: {exc.message}") from None
     return cfg
+
+
+def _params_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """``param:`` values are strings in Lima; a template may write ``true`` or ``3`` (Lima's docker.yaml
+    does), which Go's YAML decoding reads as the text "true" or "3"."""
+    params = data.get("param")
+    if isinstance(params, dict):
+        data = dict(data)
+        data["param"] = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                         if isinstance(v, (bool, int, float)) else v for k, v in params.items()}
+    return data
 
 
 def merge_layers(default: dict[str, Any], mine: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -154,13 +160,13 @@ def _merge_by_key(layers: list[list[Any]], field: str) -> list[Any]:
 
 
 def unknown_fields(cfg: LimaYAML) -> list[str]:
-    """Paths of keys no model knows (Lima fields lima-core does not model are not listed)."""
+    """Paths of keys no model knows."""
     found: list[str] = []
 
     def walk(obj: Any, path: str) -> None:
         if isinstance(obj, JSONModel):
             for k in obj.extra:
-                if not (path == "" and k in KNOWN_UNMODELLED) and k not in ("sshfs", "variant", "archVariant"):
+                if k not in ("variant", "archVariant"):
                     found.append(f"{path}.{k}" if path else str(k))  # a key may be a number (`1: x`)
             for f in obj.__dataclass_fields__:
                 if f != "extra":
@@ -236,13 +242,14 @@ def fill_defaults(cfg: LimaYAML) -> LimaYAML:
     from .limatype import User
 
     cfg.user = User(name=user.name, comment=user.comment, home=user.home, shell=user.shell, uid=user.uid,
+                    passwordless_sudo=cfg.user.passwordless_sudo if cfg.user else None,
                     extra=cfg.user.extra if cfg.user else {})
+    guestfields.fill_defaults(cfg)
     return cfg
 
 
 # -- validation -----------------------------------------------------------------------------
 
-_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
                 "/usr", "/var")
 
@@ -280,6 +287,8 @@ def validate(cfg: LimaYAML) -> None:
         raise ConfigError(f"ssh.localPort: {port} is not a usable port (0 picks a free one; 22 is not allowed)")
     if cfg.mount_type not in (None, "", "default") + MOUNT_TYPES:
         raise ConfigError(f"mountType: {cfg.mount_type!r} is not supported; use one of {', '.join(MOUNT_TYPES)}")
+    if cfg.mount_type and cfg.mount_type in (cfg.mount_types_unsupported or []):
+        raise ConfigError(f"mountType: {cfg.mount_type!r} is listed in mountTypesUnsupported")
     home = cfg.user.home if cfg.user else None
     for i, m in enumerate(cfg.mounts or []):
         if not m.location or not os.path.isabs(m.location):
@@ -292,11 +301,7 @@ def validate(cfg: LimaYAML) -> None:
     if cfg.video is not None and cfg.video.display is not None and not isinstance(cfg.video.display, str):
         raise ConfigError("video.display: expected a string")
     _validate_user(cfg)
-    for name in cfg.param or {}:
-        if not _PARAM_NAME.fullmatch(name):
-            # Lima's rule too: each becomes a shell variable PARAM_<name> that the guest's boot.sh sources.
-            raise ConfigError(f"param: {name!r} is not a valid name; use letters, digits and '_', "
-                              "not starting with a digit")
+    guestfields.validate(cfg)
 
 
 def _validate_user(cfg: LimaYAML) -> None:

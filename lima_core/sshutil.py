@@ -71,8 +71,14 @@ def host_alias(name: str) -> str:
     return f"lima-{name}"
 
 
-def write_config(inst_dir: Path, name: str, user: str, port: int, address: str = "127.0.0.1") -> Path:
-    """Write the instance's ssh.config (0644) and return its path."""
+def write_config(inst_dir: Path, name: str, user: str, port: int, address: str = "127.0.0.1", *,
+                 forward_agent: bool = False, forward_x11: bool = False, forward_x11_trusted: bool = False) -> Path:
+    """Write the instance's ssh.config (0644) and return its path.
+
+    Connections share one ControlMaster (``ssh.sock`` in the instance
+    directory), as Lima's do: the host agent starts it, and every later ssh
+    (the host agent's checks, ``lima shell``) skips the key exchange.
+    """
     key = ensure_user_key()
     for what, value in (("user", user), ("address", address), ("key", str(key))):
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
@@ -89,6 +95,12 @@ Host {host_alias(name)}
   Compression no
   BatchMode yes
   LogLevel ERROR
+  ControlMaster auto
+  ControlPath {_config_word(str(inst_dir / filenames.SSH_SOCK))}
+  ControlPersist yes
+  ForwardAgent {"yes" if forward_agent else "no"}
+  ForwardX11 {"yes" if forward_x11 else "no"}
+  ForwardX11Trusted {"yes" if forward_x11_trusted else "no"}
   User {user}
   Hostname {address}
   Port {port}
@@ -101,15 +113,32 @@ Host {host_alias(name)}
     return path
 
 
+def stop_master(inst_dir: Path, name: str) -> None:
+    """End the instance's ControlMaster, if one runs (``ssh -O exit``)."""
+    if not (inst_dir / filenames.SSH_SOCK).exists():
+        return
+    try:
+        subprocess.run([ssh_binary(), "-F", str(inst_dir / filenames.SSH_CONFIG), "-O", "exit", host_alias(name)],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def _config_word(value: str) -> str:
     """*value* as one ssh_config argument: quoted, with ``\\`` and ``"`` escaped, and ``%`` doubled
     (ssh expands %-tokens in IdentityFile). LIMA_HOME may hold spaces, quotes or ``$(...)``."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
-def command(inst_dir: Path, name: str, *, connect_timeout: float | None = None, tty: bool | None = None) -> list[str]:
-    """``ssh -F <inst>/ssh.config [opts] lima-<name>`` — append ``--`` and the remote command."""
+def command(inst_dir: Path, name: str, *, connect_timeout: float | None = None, tty: bool | None = None,
+            master: bool = True) -> list[str]:
+    """``ssh -F <inst>/ssh.config [opts] lima-<name>`` — append ``--`` and the remote command.
+
+    *master* False: a connection of its own, neither using nor starting the ControlMaster.
+    """
     args = [ssh_binary(), "-F", str(inst_dir / filenames.SSH_CONFIG)]
+    if not master:
+        args += ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ControlPersist=no"]
     if connect_timeout is not None:
         args += ["-o", f"ConnectTimeout={max(1, int(connect_timeout))}"]
     if tty is True:

@@ -51,10 +51,16 @@ def guest_user(config: LimaYAML | None = None) -> GuestUser:
         name, uid = FALLBACK_NAME, FALLBACK_UID if uid == 0 else uid
     u = config.user if config is not None and config.user is not None else None
     name = (u.name if u and u.name else None) or name
+    uid = (u.uid if u and u.uid is not None else None) or uid
+    home = (u.home if u and u.home else None) or f"/home/{name}.guest"
+    if "{{" in home:  # Lima's templates write "/home/{{.User}}.linux"
+        from .gotemplate import expand
+
+        home = expand(home, {"User": name, "UID": uid}, "user.home")
     return GuestUser(
         name=name,
-        uid=(u.uid if u and u.uid is not None else None) or uid,
-        home=(u.home if u and u.home else None) or f"/home/{name}.guest",
+        uid=uid,
+        home=home,
         shell=(u.shell if u and u.shell else None) or "/bin/bash",
         comment=(u.comment if u and u.comment else None) or comment,
     )

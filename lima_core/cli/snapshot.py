@@ -51,11 +51,17 @@ def create(name: str = typer.Argument(...), tag: str = typer.Option(None, "--tag
 @app.command("apply")
 def apply(name: str = typer.Argument(...), tag: str = typer.Option(None, "--tag", help="snapshot name")) -> None:
     """Revert the instance to a snapshot."""
+    from pathlib import Path
+
+    from .. import sshutil
+
     host, inst = _driver(name)
     try:
         host.apply_snapshot(tag=_tag(tag))
     finally:
         _done(name, inst)
+    # A running guest is back in its past: the ssh ControlMaster's connection is not in it.
+    sshutil.stop_master(Path(inst.dir), name)
     info(f"Instance {name!r} reverted to snapshot {tag!r}.")
 
 

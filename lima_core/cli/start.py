@@ -48,4 +48,24 @@ def start(
     if not result:
         info(f"Instance {inst_name!r} is already running.")
         return
-    info(f"READY. Run `lima shell {inst_name}` to open a shell in the instance.")
+    ready(inst_name)
+
+
+def ready(name: str) -> None:
+    """READY, how to get in, and the template's message."""
+    from .. import gotemplate, store
+    from ..errors import ConfigError
+    from ..hostagent.copytohost import host_template_values
+
+    inst = store.inspect(name, driver_status=False)
+    cfg = inst.config
+    if cfg is not None and cfg.plain:
+        info(f"READY. Run `ssh -F {inst.dir}/ssh.config lima-{name}` to open a shell.")
+    else:
+        info(f"READY. Run `lima shell {name}` to open a shell in the instance.")
+    if cfg is not None and cfg.message:
+        try:
+            message = gotemplate.expand(cfg.message, host_template_values(inst), "message")
+        except ConfigError:
+            message = cfg.message
+        info("------\n" + message.rstrip() + "\n------")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -10,6 +11,9 @@ from ..errors import LimaError
 from ._common import info, new_app
 
 app = new_app("Inspect and copy templates.")
+
+
+log = logging.getLogger("lima_core")
 
 
 @app.command("list")
@@ -34,16 +38,21 @@ def show(name: str = typer.Argument(..., help="template:NAME, NAME, a file or a 
 
 @app.command("validate")
 def validate(files: list[str] = typer.Argument(..., help="template files or locators")) -> None:
-    """Check templates: YAML syntax, types, values; exit 1 if any is invalid."""
-    from .. import limayaml, templates
+    """Check templates: YAML syntax, types, values; exit 1 if any is invalid.
+
+    A valid template may still use fields lima-core does not apply: each is named in a warning
+    (`lima create` refuses those it must not ignore)."""
+    from .. import fields, limayaml, templates
 
     failed = 0
     for locator in files:
         try:
             tmpl = templates.read(locator)
             data = templates.embed(tmpl)
-            limayaml.from_data(data, tmpl.locator, text=tmpl.text if "base" not in tmpl.document().data else None,
-                               warn_unknown=True)
+            cfg = limayaml.from_data(data, tmpl.locator,
+                                     text=tmpl.text if "base" not in tmpl.document().data else None, warn_unknown=True)
+            for finding in fields.check(cfg, cfg.vm_type or ""):
+                log.warning("%s: %s%s", locator, finding.message, " (`lima create` refuses it)" if finding.error else "")
         except LimaError as exc:
             info(f"{locator}: invalid: {exc.message}")
             failed += 1

@@ -9,23 +9,21 @@ import signal
 import socket
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, events, filenames, instance, pidfile, sshutil, store
+from .. import cidata, events, fields, filenames, instance, pidfile, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
+from . import bootreport, copytohost, requirements
 from .infoserver import InfoServer
-from .readiness import SSH_CONNECT_TIMEOUT, SSH_POLL_INTERVAL, boot_done
 
 log = logging.getLogger("lima_core.hostagent")
 
-READY_TIMEOUT = 600.0
 
 
 def free_port() -> int:
@@ -53,6 +51,8 @@ class HostAgent:
         self.ssh_local_port = 0
         self.ssh_address = "127.0.0.1"
         self.host: DriverHost | None = None
+        #: copyToHost files to remove when the host agent stops
+        self.delete_on_stop: list[Path] = []
         self.inst: Instance | None = None
         self._emit_lock = threading.Lock()
 
@@ -122,11 +122,14 @@ class HostAgent:
         self.host.create_disk()
         self.ssh_local_port = inst.ssh_local_port or port
         info = self.host.info()
+        for warning in fields.enforce(inst.config, self.host.name, "lima.yaml", warn=False,
+                                      no_cloud_init=info.features.no_cloud_init):
+            log.warning("%s", warning)
+            self.emit(message=f"WARNING: {warning}")
         user = guest_user(inst.config)
-        self.ssh_address = inst.ssh_address or "127.0.0.1"
-        sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, self.ssh_address)
-        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
-                                      self.ssh_local_port)
+        self.ssh_address = inst.ssh_address or inst.config.ssh.address or "127.0.0.1"
+        self._write_ssh_config(inst, user.name)
+        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config))
         self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
         log.info("starting the VM (driver %s)", self.host.name)
         handle = self.host.start()
@@ -134,10 +137,16 @@ class HostAgent:
         self.host.additional_setup_for_ssh()
         if info.features.dynamic_ssh_address:
             self.ssh_address = self.host.ssh_address()
-            sshutil.write_config(self.inst_dir, self.name, user.name, self.ssh_local_port, self.ssh_address)
+            self._write_ssh_config(inst, user.name)
         if inst.config.video is not None and inst.config.video.display == "vnc":
             self._setup_vnc()
         return handle
+
+    def _write_ssh_config(self, inst: Instance, user: str) -> None:
+        ssh = inst.config.ssh if inst.config is not None else None
+        sshutil.write_config(self.inst_dir, self.name, user, self.ssh_local_port, self.ssh_address,
+                             forward_agent=bool(ssh and ssh.forward_agent), forward_x11=bool(ssh and ssh.forward_x11),
+                             forward_x11_trusted=bool(ssh and ssh.forward_x11_trusted))
 
     def _setup_vnc(self) -> None:
         import secrets  # here: only a VNC display needs it, and every host agent would pay for it at start
@@ -169,30 +178,48 @@ class HostAgent:
             return
         log.info("stopping on %s", self.stop_reason)
 
+    def _say(self, message: str = "", **fields: Any) -> None:
+        self.emit(message=message, **fields)
+
     def _wait_ready(self) -> None:
-        """SSH answers, then /run/lima-boot-done holds this boot's instance id."""
-        assert self.inst is not None
+        """Lima's requirements (essential, optional, final), then what failed in the guest's boot, then
+        copyToHost; the ``running`` event says whether all went well (``degraded`` and the errors if not)."""
+        try:
+            self._check_guest()
+        except Exception as exc:  # noqa: BLE001 - `lima start` must hear of it, not wait for its timeout
+            log.exception("checking the guest failed")
+            self.emit(running=True, degraded=True, errors=[f"lima-core failed to check the guest: "
+                                                          f"{type(exc).__name__}: {exc}"])
+
+    def _check_guest(self) -> None:
+        inst = self.inst
+        assert inst is not None and inst.config is not None
         iid = self.cidata.instance_id
-        deadline = time.monotonic() + READY_TIMEOUT
-        self.emit(message="Waiting for SSH")
-        ssh = sshutil.command(self.inst_dir, self.name, connect_timeout=SSH_CONNECT_TIMEOUT, tty=False)
-        ssh_ok = False
-        while not self.stopping.is_set():
-            done = boot_done(ssh, self.ssh_address, self.ssh_local_port, give_up=self.stopping.is_set)
-            if done is not None:
-                if not ssh_ok:
-                    ssh_ok = True
-                    log.info("SSH is ready")
-                    self.emit(message="SSH is ready; waiting for the boot scripts")
-                if done == iid:
-                    log.info("the guest has run its boot scripts")
-                    self.emit(running=True, message="The guest has run its boot scripts")
-                    return
-            if time.monotonic() > deadline:
-                reason = "boot scripts did not finish" if ssh_ok else "SSH did not answer"
-                self.emit(running=True, degraded=True, errors=[f"{reason} within {READY_TIMEOUT:g} s"])
-                return
-            time.sleep(SSH_POLL_INTERVAL)
+        user = guest_user(inst.config)
+        runner = requirements.Runner(self.inst_dir, self.name, self.ssh_address, self.ssh_local_port,
+                                     self.stopping.is_set, self._say)
+        errors = runner.run_group("essential", requirements.essential(inst, iid))
+        if not errors:
+            errors += runner.run_group("optional", requirements.optional(inst, user))
+            final = runner.run_group("final", requirements.final(iid))
+            errors += final
+            if not final and not self.stopping.is_set():
+                failures, warnings = bootreport.collect(self.inst_dir, self.name, inst.config)
+                for warning in warnings:
+                    log.warning("%s", warning)
+                    self._say(f"WARNING: {warning}")
+                errors += failures
+            if not self.stopping.is_set():
+                copy_errors, self.delete_on_stop = copytohost.copy_all(inst, user)
+                errors += copy_errors
+        if self.stopping.is_set():
+            return
+        if errors:
+            log.warning("the instance is running, degraded: %s", "; ".join(errors))
+        else:
+            log.info("the guest is ready")
+        self.emit(running=True, degraded=bool(errors), errors=errors, ssh_local_port=self.ssh_local_port,
+                  message="" if errors else "The guest is ready")
 
     def _shutdown(self, started: bool) -> None:
         host = self.host
@@ -217,6 +244,11 @@ class HostAgent:
                 self._kill_vm()
         if host is not None:
             host.close()
+        sshutil.stop_master(self.inst_dir, self.name)
+        for path in self.delete_on_stop:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                log.info("copyToHost: removed %s (deleteOnStop)", path)
         log.info("the VM is stopped; stopping external driver processes")
         with contextlib.suppress(Exception):
             supervisor.stop_servers(self.inst_dir, force=False)

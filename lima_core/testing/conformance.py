@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from .. import hookspecs
+from .. import guestfields, hookspecs
 from ..errors import ConfigError, HostUnsupported, LimaError, StartFailed, UnsupportedOperation
 from ..host import DriverHost
 from ..limatype import Info, Instance, LimaYAML, host_arch
@@ -70,7 +70,14 @@ def new_instance(directory: Path, vm_type: str, config: dict[str, Any] | None = 
            "images": [{"location": "/nonexistent/image", "arch": host_arch()}], **(config or {})}
     name = directory.name
     return Instance(name=name, hostname=f"lima-{name}", dir=str(directory), vm_type=vm_type, arch=host_arch(),
-                    config=LimaYAML.from_json(cfg))
+                    config=_with_guest_defaults(LimaYAML.from_json(cfg)))
+
+
+def _with_guest_defaults(cfg: LimaYAML) -> LimaYAML:
+    """The guest-side defaults (provisions, probes, ...) filled, as cidata needs them; the driver-facing
+    fields are left as given, for ``configure`` to fill."""
+    guestfields.fill_defaults(cfg)
+    return cfg
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@ Installed as ``ssh`` first on PATH (see :func:`install`), it accepts the
 arguments lima passes (``-F <inst>/ssh.config [-o ...] [-t|-T] lima-NAME -- CMD``),
 refuses like a closed port while the fake VM is not running, and otherwise
 runs CMD with ``sh -c`` on the host, with ``/run/`` mapped into the VM's
-``fakevm-root`` (where the fake VM wrote ``lima-boot-done``). Real SSH is
+``fakevm-root`` (where the fake VM wrote ``lima-ssh-ready`` and
+``lima-boot-done``), in the command and in a script piped to it. Real SSH is
 exercised by the qemu end-to-end tests.
 """
 
@@ -23,13 +24,15 @@ from .fakevm import ROOT, RUNNING
 
 def main(argv: list[str]) -> int:
     config = None
+    control = False
     i = 0
     rest: list[str] = []
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-F", "-o", "-p", "-i", "-l"):
+        if arg in ("-F", "-o", "-p", "-i", "-l", "-O"):
             if arg == "-F":
                 config = argv[i + 1]
+            control = control or arg == "-O"
             i += 2
             continue
         if arg.startswith("-") and arg != "--":
@@ -47,10 +50,15 @@ def main(argv: list[str]) -> int:
     command = rest[1:]
     if command and command[0] == "--":
         command = command[1:]
+    if control:
+        return 0  # a ControlMaster command (``-O exit``): there is no master to talk to
     script = " ".join(command) or "true"
     root = inst_dir / ROOT
-    script = script.replace("/run/", f"{_plain_path(root)}/run/")
-    return subprocess.run(["sh", "-c", script], env={**os.environ, "HOME": str(root)}).returncode
+    run = f"{_plain_path(root)}/run/"
+    script = script.replace("/run/", run)
+    # A script piped to an interpreter (the host agent's requirements) reads /run/ too.
+    stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read().replace(b"/run/", run.encode())
+    return subprocess.run(["sh", "-c", script], input=stdin, env={**os.environ, "HOME": str(root)}).returncode
 
 
 def _plain_path(root: Path) -> str:

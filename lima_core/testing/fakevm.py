@@ -5,7 +5,8 @@
 It writes ``fakevm.running`` in the instance directory while it runs, so tests
 (and a fake ``ssh``) can tell that the guest is up. Like a guest that ran its
 boot scripts, it writes the instance id from cidata to
-``fakevm-root/run/lima-boot-done`` (see :mod:`lima_core.testing.fakessh`).
+``fakevm-root/run/lima-ssh-ready`` and ``lima-boot-done`` (see
+:mod:`lima_core.testing.fakessh`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _boot(instance_dir: Path) -> None:
         if key == "LIMA_CIDATA_IID":
             run = instance_dir / ROOT / "run"
             run.mkdir(parents=True, exist_ok=True)
-            (run / "lima-boot-done").write_text(value.strip("'") + "\n")
+            for marker in ("lima-ssh-ready", "lima-boot-done"):
+                (run / marker).write_text(value + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

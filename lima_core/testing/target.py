@@ -138,7 +138,7 @@ def prepare_boot(host: DriverHost, inst: Instance) -> None:
     assert inst.config is not None
     instance.prepare(inst, host)
     cidata.generate(inst, host.info(), host.boot_scripts(), guest_user(inst.config),
-                    sshutil.public_keys(inst.config), inst.ssh_local_port)
+                    sshutil.public_keys(inst.config))
 
 
 def driver_under_test(target: Target, template: str | None) -> DriverUnderTest:

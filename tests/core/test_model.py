@@ -87,7 +87,7 @@ def test_models_behave_as_keyword_only_dataclasses() -> None:
     assert Instance().errors is not Instance().errors
     assert info == Info(name="qemu", vsock_port=2222) and info != Info(name="qemu")
     assert Info() != DriverFeatures() and Info(extra={"a": 1}) != Info()
-    assert repr(SSH(local_port=22)) == ("SSH(local_port=22, load_dot_ssh_pub_keys=None, forward_agent=None, "
+    assert repr(SSH(local_port=22)) == ("SSH(address=None, local_port=22, load_dot_ssh_pub_keys=None, forward_agent=None, "
                                         "forward_x11=None, forward_x11_trusted=None, over_vsock=None)")
     assert dataclasses.replace(info, name="vz") == Info(name="vz", vsock_port=2222)
     with pytest.raises(TypeError, match="unexpected keyword argument 'nmae'"):

@@ -1,4 +1,4 @@
-"""sshutil.wait_banner and hostagent.boot_done: how the host agent tells that the guest's SSH server is up,
+"""sshutil.wait_banner and hostagent.readiness.boot_done: how the host agent tells that the guest's SSH server is up,
 without waiting out ssh."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lima_core import hostagent, sshutil
+from lima_core import sshutil
+from lima_core.hostagent import readiness
 
 
 @pytest.fixture
@@ -133,10 +134,10 @@ def _recording_ssh(tmp_path: Path) -> tuple[list[str], Path]:
 def test_boot_done_runs_no_ssh_on_a_silent_port(listener: socket.socket, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """ssh would be held for its whole ConnectTimeout there, as the connections were."""
-    monkeypatch.setattr(hostagent, "SSH_CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(readiness, "SSH_CONNECT_TIMEOUT", 0.5)
     serve(listener, None)
     ssh, calls = _recording_ssh(tmp_path)
-    assert hostagent.boot_done(ssh, "127.0.0.1", listener.getsockname()[1]) is None
+    assert readiness.boot_done(ssh, "127.0.0.1", listener.getsockname()[1]) is None
     assert not calls.exists()
 
 
@@ -152,5 +153,5 @@ def test_boot_done_runs_ssh_once_the_port_answers(listener: socket.socket, tmp_p
 
     threading.Thread(target=run, daemon=True).start()
     ssh, calls = _recording_ssh(tmp_path)
-    assert hostagent.boot_done(ssh, "127.0.0.1", listener.getsockname()[1]) == "iid-1"
+    assert readiness.boot_done(ssh, "127.0.0.1", listener.getsockname()[1]) == "iid-1"
     assert calls.read_text() == "run\n"

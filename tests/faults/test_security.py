@@ -58,7 +58,9 @@ def test_hostile_paths_and_names_inject_nothing(lima, external: Path, short_tmp:
     template = tdir / "t.yaml"
     template.write_text(f"vmType: fake\nimages:\n- location: i.raw\nmountType: 9p\n"
                         f"mounts:\n- location: {_yaml(str(shared))}\n  mountPoint: {_yaml('/mnt/' + evil)}\n"
-                        f"  writable: true\nparam:\n  EVIL: {_yaml(evil)}\n")
+                        f"  writable: true\nparam:\n  EVIL: {_yaml(evil)}\n"
+                        # Lima refuses a param nothing uses; a system provision uses it (the fake VM runs none)
+                        "provision:\n- script: |\n    #!/bin/sh\n    printf '%s' \"$PARAM_EVIL\" >/dev/null\n")
     cwd = short_tmp / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # a relative `touch pwned` would land here
@@ -93,7 +95,7 @@ def _use_everything(lima, home: Path, shared: Path, cwd: Path, evil: str, tag: s
         lima("snapshot", "delete", "evil", "--tag", snap, ok=True)
 
     # what the guest sources at boot (lima.env, param.env) gives back the exact strings
-    env = _source_cidata(d / "cidata.iso", "LIMA_CIDATA_MOUNT_0_MOUNTPOINT", "PARAM_EVIL")
+    env = _source_cidata(d / "cidata.iso", "LIMA_CIDATA_MOUNTS_0_MOUNTPOINT", "PARAM_EVIL")
     assert env == ["/mnt/" + evil, evil]
 
     # ssh reads ssh.config as lima meant it: the key path with its quotes and spaces
@@ -116,7 +118,8 @@ def _yaml(text: str) -> str:
 
 
 def _source_cidata(iso_path: Path, *names: str) -> list[str]:
-    """Source lima.env and param.env from the cidata volume with sh, as the guest's boot.sh does."""
+    """Read lima.env and param.env from the cidata volume with sh, as the guest's boot.sh does (each line
+    exported as written)."""
     iso = pycdlib.PyCdlib()
     iso.open(str(iso_path))
     try:
@@ -131,7 +134,8 @@ def _source_cidata(iso_path: Path, *names: str) -> list[str]:
     tmp.mkdir()
     for name, data in files.items():
         (tmp / name).write_bytes(data)
-    script = '. ./lima.env && . ./param.env && ' + " && ".join(f'printf "%s\\n" "${n}"' for n in names)
+    read = 'while IFS= read -r line || [ -n "$line" ]; do if [ -n "$line" ]; then export "$line"; fi; done'
+    script = f"{read} <lima.env && {read} <param.env && " + " && ".join(f'printf "%s\\n" "${n}"' for n in names)
     out = subprocess.run(["sh", "-c", script], cwd=tmp, capture_output=True, text=True, check=True).stdout
     shutil.rmtree(tmp)
     return out.splitlines()

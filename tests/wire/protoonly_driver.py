@@ -9,7 +9,7 @@ lima_core. It speaks the wire contract of docs/wire-contract.md:
     lima-driver-protoonly vm DIR            (internal) the "VM"
 
 Its VM is a child process that reads this boot's instance id from cidata.iso
-and writes it where lima's fake ssh looks for ``/run/lima-boot-done``
+and writes it where lima's fake ssh looks for ``/run/lima-ssh-ready`` and ``/run/lima-boot-done``
 (``fakevm-root/run/``), marks itself running (``fakevm.running``) and runs
 until SIGTERM. Errors are plain gRPC statuses (code UNKNOWN, the message as
 details), as a Go driver's are. Every --inspect-status call is logged to
@@ -32,8 +32,8 @@ from pathlib import Path
 
 NAME = "protoonly"
 RUNNING = "fakevm.running"  # what lima_core.testing.fakessh checks
-BOOT_DONE = Path("fakevm-root") / "run" / "lima-boot-done"
-IID = re.compile(rb"LIMA_CIDATA_IID='?(iid-[0-9]+)")
+MARKERS = [Path("fakevm-root") / "run" / name for name in ("lima-ssh-ready", "lima-boot-done")]
+IID = re.compile(rb"LIMA_CIDATA_IID=(iid-[0-9]+)")
 
 
 # -- the VM -----------------------------------------------------------------------------------
@@ -45,10 +45,9 @@ def run_vm(inst_dir: Path) -> int:
     iso = inst_dir / "cidata.iso"
     if iso.exists():
         m = IID.search(iso.read_bytes())  # lima.env is stored uncompressed in the ISO
-        if m:
-            done = inst_dir / BOOT_DONE
-            done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(m.group(1).decode() + "\n")
+        for marker in MARKERS if m else []:
+            (inst_dir / marker).parent.mkdir(parents=True, exist_ok=True)
+            (inst_dir / marker).write_text(m.group(1).decode() + "\n")
     marker = inst_dir / RUNNING
     marker.write_text(f"{os.getpid()}\n")
     try:

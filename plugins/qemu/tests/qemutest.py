@@ -63,7 +63,7 @@ def write_cidata(host: DriverHost, inst: Instance, key: Path) -> str:
     assert inst.config is not None
     user = users.guest_user(inst.config)
     made = cidata.generate(inst, host.info(), host.boot_scripts(), user,
-                           [Path(f"{key}.pub").read_text().strip()], inst.ssh_local_port)
+                           [Path(f"{key}.pub").read_text().strip()])
     return made.instance_id
 
 

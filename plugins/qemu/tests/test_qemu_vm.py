@@ -106,7 +106,7 @@ def ended(handle: Any, timeout: float = HANDLE_END_TIMEOUT) -> list[Any]:
 def check_guest(g: Guest, iid: str, shares: dict[str, Path]) -> None:
     assert "Linux" in g.run("uname -a").stdout
     assert g.run("cat /run/lima-boot-done").stdout.strip() == iid
-    # 9p, mounted by lima-core's boot/05-lima-mounts.sh with lima.env's options
+    # 9p, mounted from user-data's mounts: rows (cloud-init's fstab; the test guest's init mounts them)
     expected = (shares["ro"] / "hello.txt").read_text().strip()
     assert g.run("cat /mnt/ro/hello.txt").stdout.strip() == expected
     mounts = g.run("grep ' 9p ' /proc/mounts").stdout

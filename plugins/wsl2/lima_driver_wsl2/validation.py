@@ -31,7 +31,9 @@ MIN_WINDOWS_BUILD = 19041
 KNOWN_KEYS = frozenset({"arch", "containerd", "copyToHost", "cpuType", "disk", "dns", "env", "hostResolver", "images",
                         "message", "mounts", "mountType", "param", "plain", "portForwards", "probes",
                         "propagateProxyEnv", "provision", "ssh", "vmType", "user", "base", "minimumLimaVersion",
-                        "cpus", "memory", "os", "vmOpts"})
+                        "cpus", "memory", "os", "vmOpts",
+                        # lima-core's own: it says itself when a guest without cloud-init cannot apply them
+                        "caCerts", "guestInstallPrefix", "mountInotify", "timezone", "upgradePackages"})
 COMPRESSIONS = (".gz", ".xz", ".bz2", ".zst", ".zstd")
 TARBALL = re.compile(r"\.(tar(\.(gz|xz|bz2|zst|zstd))?|tgz|txz|tbz2|tzst)$", re.IGNORECASE)
 #: extension -> why it is not a root filesystem tarball
@@ -103,7 +105,7 @@ def validate(cfg: LimaYAML) -> None:
         if why:
             raise ValidationError(f"unsupported image type for vmType: {vm_type}, tarball root file system "
                                   f"required: {image.location!r} ({why})")
-    if cfg.user is not None and cfg.user.extra.get("passwordlessSudo") is False:
+    if cfg.user is not None and cfg.user.passwordless_sudo is False:
         raise ValidationError("`user.passwordlessSudo: false` is not supported by the WSL2 driver")
     device = (cfg.audio.device if cfg.audio else None) or ""
     if device:

@@ -34,7 +34,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 def prepare_boot(host: DriverHost, inst: Instance) -> None:
     """What the host does before start: the downloaded rootfs, and cidata as a directory (noCloudInit)."""
     (Path(inst.dir) / filenames.IMAGE).write_bytes(b"\x1f\x8b fake rootfs")
-    cidata.generate(inst, host.info(), host.boot_scripts(), guest_user(inst.config), ["ssh-ed25519 AAAA test"], 22)
+    cidata.generate(inst, host.info(), host.boot_scripts(), guest_user(inst.config), ["ssh-ed25519 AAAA test"])
     assert (Path(inst.dir) / filenames.CIDATA_DIR / "ssh_authorized_keys").exists()
 
 
