@@ -22,13 +22,12 @@ import signal
 import socket
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from lima_core import hookimpl, pidfile
+from lima_core import bootscripts, hookimpl, pidfile
 from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay
 from lima_core.limatype import DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
@@ -49,7 +48,6 @@ STOP_TIMEOUT = 30.0
 STOP_POLL = 0.5
 SSH_READY_TIMEOUT = 60.0
 SUPPORTED_IMAGE_FORMATS = ["raw", "asif"]
-BOOT_SCRIPTS = ("05-rosetta-volume.sh",)
 
 
 class VZDriver:
@@ -206,8 +204,7 @@ class VZDriver:
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
-        boot = resources.files(__package__).joinpath("boot")
-        return {f"boot.Linux/{name}": boot.joinpath(name).read_bytes() for name in BOOT_SCRIPTS}
+        return bootscripts.load(__package__)
 
     # -- GUI ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from lima_driver_vz.driver import VZDriver
 from lima_driver_vz.testing import fakevz
 from vz_helpers import free_port, make_bootable
 
-from lima_core import pidfile
+from lima_core import bootscripts, pidfile
 from lima_core.errors import DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
 
 
@@ -284,6 +284,7 @@ def test_boot_scripts(make: Callable, tmp_path: Path) -> None:
     host, _ = make()
     scripts = host.boot_scripts()
     assert list(scripts) == ["boot.Linux/05-rosetta-volume.sh"]
+    assert scripts == bootscripts.load("lima_driver_vz")  # the one loader in lima_core
     script = tmp_path / "s.sh"
     script.write_bytes(scripts["boot.Linux/05-rosetta-volume.sh"])
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

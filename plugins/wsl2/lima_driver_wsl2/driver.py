@@ -16,11 +16,10 @@ import contextlib
 import logging
 import subprocess
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lima_core import hookimpl
+from lima_core import bootscripts, hookimpl
 from lima_core.errors import ConfigError, DriverError, LimaError
 from lima_core.limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_UNINITIALIZED, DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
@@ -31,7 +30,6 @@ log = logging.getLogger("lima_driver_wsl2")
 
 NAME = validation.NAME
 SSH_PORT = 22
-BOOT_SCRIPTS = ("02-no-cloud-init-setup.sh",)
 
 
 class WSL2Driver:
@@ -196,8 +194,7 @@ class WSL2Driver:
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
-        boot = resources.files(__package__).joinpath("boot")
-        return {f"boot.Linux/{name}": boot.joinpath(name).read_bytes() for name in BOOT_SCRIPTS}
+        return bootscripts.load(__package__)
 
     # -- guest agent and SSH ----------------------------------------------------------------
 

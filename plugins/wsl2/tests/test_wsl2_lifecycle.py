@@ -10,6 +10,7 @@ import pytest
 from lima_driver_wsl2.driver import WSL2Driver
 from wsl2_helpers import FakeWSL
 
+from lima_core import bootscripts
 from lima_core.errors import StartFailed, UnsupportedOperation
 
 
@@ -143,6 +144,7 @@ def test_info_and_the_rest(make: Callable, tmp_path: Path) -> None:
             host.call(hook, **({"tag": "t"} if "snapshot" in hook else {"password": "p"} if "password" in hook else {}))
     scripts = host.boot_scripts()
     assert list(scripts) == ["boot.Linux/02-no-cloud-init-setup.sh"]
+    assert scripts == bootscripts.load("lima_driver_wsl2")  # the one loader in lima_core
     script = tmp_path / "s.sh"
     script.write_bytes(scripts["boot.Linux/02-no-cloud-init-setup.sh"])
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
