@@ -28,11 +28,11 @@ from typing import Any
 import psutil
 
 from lima_core import bootscripts, hookimpl, pidfile
-from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay
+from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
 from lima_core.limatype import DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
 
-from . import config, datadisks, disk, hostinfo, identifier, options, running, validation
+from . import config, datadisks, disk, entitlement, hostinfo, identifier, options, running, validation
 from .framework import Bindings
 from .framework import load as load_framework
 from .hostinfo import HostFacts
@@ -114,7 +114,7 @@ class VZDriver:
     @hookimpl
     def check_host(self) -> None:
         hostinfo.check(self.facts)
-        self._bindings()
+        entitlement.require(self._bindings())
 
     # -- Lifecycle ------------------------------------------------------------------------
 
@@ -139,9 +139,12 @@ class VZDriver:
 
         inst = self._configured()
         b = self._bindings()
+        entitlement.require(b)
         inst_dir = self.dir
         log.info("starting vz (to watch the boot, see %s)", inst_dir / "serialv.log")
         running.claim_pid_file(inst_dir)
+        if running.lookup(inst_dir) is not None:
+            raise StartFailed(f"the VM of {inst.name} is already running in this process")
         ident = identifier.ensure(inst_dir, b.Virtualization)
         spec = config.build(inst, self.facts, self.options)
         for directory in config.share_directories(spec):
@@ -151,6 +154,9 @@ class VZDriver:
             for name in datadisks.names(inst.config.additional_disks):  # type: ignore[union-attr]
                 datadisks.lock(name, inst_dir)
                 locked.append(name)
+            for storage in spec.storage:
+                if not storage.read_only:
+                    disk.check_not_in_use(Path(storage.path))
             machine = Machine(b, realize(b, spec, ident), f"io.lima-vm.vz.{inst.name}")
             machine.start()
         except BaseException:
