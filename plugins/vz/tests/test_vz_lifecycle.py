@@ -169,6 +169,32 @@ def test_ssh_without_a_guest_address_closes_the_connection(make: Callable, fake:
     assert _ssh_echo(make, fake, over_vsock=True) == b""
 
 
+def test_ssh_reaches_the_guests_nat_address_from_the_dhcp_lease(make: Callable, fake: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """NIC 1 is on NAT: without vsock SSH, the forwarder dials the address macOS leased to the NIC's MAC."""
+    from lima_core.network import mac_address
+
+    guest = socket.create_server(("127.0.0.1", 0))  # the guest's sshd, at its NAT address
+    threading.Thread(target=lambda: fakevz.echo(guest.accept()[0]), daemon=True).start()
+    monkeypatch.setattr(driver, "GUEST_SSH_PORT", guest.getsockname()[1])
+    port = free_port()
+    host, inst = make({"ssh": {"overVsock": False}})
+    inst.ssh_local_port = port
+    leases = tmp_path / "dhcpd_leases"
+    leases.write_text("{\n\tname=lima-inst\n\tip_address=127.0.0.1\n"
+                      f"\thw_address=1,{mac_address(inst.dir)}\n\tlease=0x66c2a5f1\n}}\n")
+    host.driver._leases = leases
+    make_bootable(inst, fake)
+    host.start()
+    host.additional_setup_for_ssh()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"SSH-2.0-test\r\n")
+            assert c.recv(100) == b"SSH-2.0-test\r\n"
+    finally:
+        guest.close()
+
+
 def test_lease_lookup(tmp_path: Path) -> None:
     leases = tmp_path / "dhcpd_leases"
     leases.write_text("{\n\tname=lima-a\n\tip_address=192.168.64.2\n\thw_address=1,52:55:55:a:b:c\n"
