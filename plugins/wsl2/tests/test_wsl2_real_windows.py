@@ -93,6 +93,16 @@ def test_wsl_exes_own_errors_are_read_in_either_encoding(fake_wsl: FakeWSL, lega
     assert "\x00" not in message
 
 
+@pytest.mark.parametrize("legacy", [False, True])
+def test_wsl_exes_error_in_place_of_a_guest_programs_output(fake_wsl: FakeWSL, legacy: bool) -> None:
+    """When wsl.exe cannot run the command at all, stdout holds wsl.exe's own (UTF-16LE) error, not UTF-8."""
+    fake_wsl.behave(legacy=legacy)
+    with pytest.raises(DriverError) as err:
+        provision.to_linux_path("lima-nope", r"C:\x.sh")
+    assert "out='There is no distribution with the supplied name." in err.value.message
+    assert "\x00" not in err.value.message
+
+
 def test_decode_mixed_streams() -> None:
     utf16 = "wsl: Warnung: Ausführung\r\n".encode("utf-16-le")
     noise = (NOISE.format(pid=9, entry=r"C:\Program Files\x") + "\n").encode()
