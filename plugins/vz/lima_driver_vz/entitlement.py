@@ -29,8 +29,11 @@ interpreter once per Python environment and runs the external driver with it:
   saying what to run.
 
 lima uses the external driver when ``LIMA_EXTERNAL_DRIVERS=vz`` (or
-``external: [vz]`` in ``$LIMA_HOME/_config/drivers.yaml``); the in-process
-driver needs the process running lima to be entitled, which it is not.
+``external: [vz]`` in ``$LIMA_HOME/_config/drivers.yaml``). The in-process
+driver needs the process running lima to be entitled: ``lima-vz-python -m
+lima_core ...`` runs lima with the copy, and the host agent it starts
+(``sys.executable -m lima_core hostagent``) inherits it; that is also the
+way to the GUI, which needs the host agent's main thread.
 """
 
 from __future__ import annotations
@@ -220,7 +223,8 @@ def entitle_command(argv: list[str]) -> int:
     except DriverError as exc:
         print(f"lima-driver-vz --entitle: {exc.message}", file=sys.stderr)
         return 1
-    print(f"signed {target} with the {ENTITLEMENT} entitlement; {EXTERNAL_HINT}")
+    print(f"signed {target} with the {ENTITLEMENT} entitlement. Either {EXTERNAL_HINT}, or run lima itself "
+          f"as `{target} -m lima_core` (the VM then runs in lima's host agent, where the GUI works too)")
     return 0
 
 
