@@ -142,9 +142,9 @@ class VZDriver:
         entitlement.require(b)
         inst_dir = self.dir
         log.info("starting vz (to watch the boot, see %s)", inst_dir / "serialv.log")
-        running.claim_pid_file(inst_dir)
-        if running.lookup(inst_dir) is not None:
+        if running.lookup(inst_dir) is not None:  # before claim_pid_file, which would drop its vz.pid
             raise StartFailed(f"the VM of {inst.name} is already running in this process")
+        running.claim_pid_file(inst_dir)
         ident = identifier.ensure(inst_dir, b.Virtualization)
         spec = config.build(inst, self.facts, self.options)
         for directory in config.share_directories(spec):

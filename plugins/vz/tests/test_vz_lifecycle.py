@@ -73,9 +73,10 @@ def test_start_failure_is_reported(make: Callable, fake: Any) -> None:
 
 
 def test_one_vm_per_instance(make: Callable, fake: Any) -> None:
-    host, *_ = started(make, fake)
+    host, _, _, d = started(make, fake)
     with pytest.raises(StartFailed, match="already runs|already running"):
         host.start()
+    assert pidfile.read(d / "vz.pid").pid == os.getpid()  # the running VM keeps its pid file
 
 
 def test_a_vm_in_another_live_process_blocks_start(make: Callable, fake: Any) -> None:
