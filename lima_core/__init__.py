@@ -5,7 +5,8 @@ Driver authors use::
     from lima_core import hookimpl, Info, DriverFeatures, StartHandle, errors
     from lima_core.external import serve   # to make an executable
 
-and nothing else from lima-core's internals. The names are loaded on first
+plus the helper modules docs/authors.md lists (``lima_core.bootscripts``,
+``lima_core.filenames``, ...), and nothing else from lima-core's internals. The names are loaded on first
 use, so ``lima --version`` and ``lima list`` do not pay for pluggy or grpc.
 """
 

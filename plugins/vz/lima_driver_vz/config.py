@@ -14,12 +14,21 @@ Devices, as Lima's vz driver attaches them:
 - serial: a virtio console writing ``serialv.log``;
 - network: NIC 1 on the VZ NAT attachment with the instance's MAC address
   (lima-core's ``network.mac_address``, which cidata's network-config
-  matches), then one NAT NIC per ``networks[]`` entry with ``vzNAT: true``;
+  matches), then one NAT NIC per ``networks[]`` entry with ``vzNAT: true``.
+  Lima instead attaches NIC 1 to its in-process gvisor-tap-vsock network
+  through a file-handle attachment (a datagram socketpair). lima-core has no
+  user-mode network stack, so NIC 1 stays on NAT: the guest gets a DHCP
+  address from macOS that the Mac reaches directly, SSH is forwarded from
+  ``127.0.0.1:<sshLocalPort>`` (see :mod:`.sshforward`), and the guest agent
+  is reached over vsock, which does not depend on the NIC;
 - storage: ``disk`` as virtio-blk (cached, fsync), ``iso`` as read-only USB
-  mass storage, additional disks (raw) as virtio-blk, ``cidata.iso`` as
-  read-only virtio-blk;
+  mass storage, additional disks as virtio-blk, ``cidata.iso`` as read-only
+  virtio-blk. Disks must be raw (size a multiple of 512 bytes) or, from
+  macOS 26, ASIF;
 - virtiofs: one device per mount (tag from ``lima_core.mounts``) when
-  ``mountType`` is virtiofs, plus the Rosetta share (tag ``vz-rosetta``);
+  ``mountType`` is virtiofs, plus the Rosetta share (tag ``vz-rosetta``;
+  arm64 only; on macOS 14 or later with its cache at
+  :data:`ROSETTA_CACHE_SOCKET`, the path the boot script gives ``rosettad``);
 - display: virtio-gpu 1920x1200 when ``video.display`` is vz or default;
 - audio: a virtio-sound output stream when ``audio.device`` is vz or default;
 - always: entropy, memory balloon, a vsock device, USB pointer and keyboard.
@@ -38,12 +47,14 @@ from lima_core.network import mac_address
 
 from . import datadisks
 from . import disk as diskmod
-from .hostinfo import NESTED_MACOS, HostFacts
+from .hostinfo import ASIF_MACOS, NESTED_MACOS, ROSETTA_CACHING_MACOS, HostFacts
 from .options import VZOptions
 from .validation import display_of
 
 GUI_WIDTH, GUI_HEIGHT = 1920, 1200
 ROSETTA_TAG = "vz-rosetta"
+#: the guest's Unix socket for Rosetta's AOT cache; boot/05-rosetta-volume.sh links rosettad's socket here
+ROSETTA_CACHE_SOCKET = "/run/rosettad/rosetta.sock"
 DEFAULT_CPUS = 4
 DEFAULT_MEMORY = 4 << 30
 
@@ -134,11 +145,20 @@ def _require(path: Path, why: str) -> str:
     return str(path)
 
 
-def _check_raw_or_asif(path: Path) -> None:
+def _check_raw_or_asif(path: Path, facts: HostFacts) -> None:
     fmt = diskmod.detect_format(path)
+    if fmt == "asif":
+        if not facts.macos_at_least(ASIF_MACOS):
+            raise StartFailed(f"{path} is an ASIF image, which Virtualization.framework reads from macOS "
+                              f"{ASIF_MACOS[0]} on; this host runs {facts.describe()}")
+        return
     if fmt != "raw":
         raise StartFailed(f"{path} is a {fmt} image; vz needs raw or ASIF disks (convert it with "
                           f"`qemu-img convert -O raw`)")
+    size = path.stat().st_size
+    if size % diskmod.SECTOR:
+        raise StartFailed(f"{path} is {size} bytes, not a multiple of {diskmod.SECTOR}, which "
+                          f"Virtualization.framework refuses; grow it with `truncate -s {diskmod.round_up(size)} {path}`")
 
 
 def build(instance: Instance, facts: HostFacts, opts: VZOptions) -> VMSpec:
@@ -149,7 +169,7 @@ def build(instance: Instance, facts: HostFacts, opts: VZOptions) -> VMSpec:
     ident = _require(inst_dir / filenames.VZ_IDENTIFIER, "run `lima create` (or the driver's create) first")
     disk = inst_dir / filenames.DISK
     _require(disk, "the disk is created from the image by create_disk")
-    _check_raw_or_asif(disk)
+    _check_raw_or_asif(disk, facts)
     storage = [Storage(str(disk), read_only=False, bus="virtio-blk", caching="cached", sync="fsync")]
     iso = inst_dir / filenames.ISO
     if iso.exists():
@@ -157,7 +177,7 @@ def build(instance: Instance, facts: HostFacts, opts: VZOptions) -> VMSpec:
     for name in datadisks.names(cfg.additional_disks):
         path = datadisks.path(name)
         _require(path, f"additional disk {name!r} does not exist; create it with `lima disk create {name}`")
-        _check_raw_or_asif(path)
+        _check_raw_or_asif(path, facts)
         storage.append(Storage(str(path), read_only=False, bus="virtio-blk", caching="cached", sync="fsync"))
     storage.append(Storage(_require(inst_dir / filenames.CIDATA_ISO, "cidata is generated before start"),
                            read_only=True, bus="virtio-blk"))
@@ -191,7 +211,7 @@ def build(instance: Instance, facts: HostFacts, opts: VZOptions) -> VMSpec:
         shares=tuple(shares),
         display=(GUI_WIDTH, GUI_HEIGHT) if display in ("vz", "default") else None,
         audio_output=audio in ("vz", "default"),
-        rosetta_caching=facts.macos_at_least((14, 0)),
+        rosetta_caching=facts.macos_at_least(ROSETTA_CACHING_MACOS),
     )
 
 

@@ -22,18 +22,17 @@ import signal
 import socket
 import threading
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from lima_core import hookimpl, pidfile
-from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay
+from lima_core import bootscripts, hookimpl, pidfile
+from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
 from lima_core.limatype import DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
 
-from . import config, datadisks, disk, hostinfo, identifier, options, running, validation
+from . import config, datadisks, disk, entitlement, hostinfo, identifier, options, running, validation
 from .framework import Bindings
 from .framework import load as load_framework
 from .hostinfo import HostFacts
@@ -49,7 +48,6 @@ STOP_TIMEOUT = 30.0
 STOP_POLL = 0.5
 SSH_READY_TIMEOUT = 60.0
 SUPPORTED_IMAGE_FORMATS = ["raw", "asif"]
-BOOT_SCRIPTS = ("05-rosetta-volume.sh",)
 
 
 class VZDriver:
@@ -116,7 +114,7 @@ class VZDriver:
     @hookimpl
     def check_host(self) -> None:
         hostinfo.check(self.facts)
-        self._bindings()
+        entitlement.require(self._bindings())
 
     # -- Lifecycle ------------------------------------------------------------------------
 
@@ -141,8 +139,11 @@ class VZDriver:
 
         inst = self._configured()
         b = self._bindings()
+        entitlement.require(b)
         inst_dir = self.dir
         log.info("starting vz (to watch the boot, see %s)", inst_dir / "serialv.log")
+        if running.lookup(inst_dir) is not None:  # before claim_pid_file, which would drop its vz.pid
+            raise StartFailed(f"the VM of {inst.name} is already running in this process")
         running.claim_pid_file(inst_dir)
         ident = identifier.ensure(inst_dir, b.Virtualization)
         spec = config.build(inst, self.facts, self.options)
@@ -153,6 +154,9 @@ class VZDriver:
             for name in datadisks.names(inst.config.additional_disks):  # type: ignore[union-attr]
                 datadisks.lock(name, inst_dir)
                 locked.append(name)
+            for storage in spec.storage:
+                if not storage.read_only:
+                    disk.check_not_in_use(Path(storage.path))
             machine = Machine(b, realize(b, spec, ident), f"io.lima-vm.vz.{inst.name}")
             machine.start()
         except BaseException:
@@ -206,8 +210,7 @@ class VZDriver:
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
-        boot = resources.files(__package__).joinpath("boot")
-        return {f"boot.Linux/{name}": boot.joinpath(name).read_bytes() for name in BOOT_SCRIPTS}
+        return bootscripts.load(__package__)
 
     # -- GUI ------------------------------------------------------------------------------
 

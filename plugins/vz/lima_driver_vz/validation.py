@@ -11,8 +11,9 @@ import logging
 
 from lima_core.errors import ValidationError
 from lima_core.limatype import LimaYAML
+from lima_core.units import format_size
 
-from . import hostinfo, options
+from . import datadisks, hostinfo, options
 from .hostinfo import ASIF_MACOS, INTEL_LINUX_612_MACOS, HostFacts
 
 log = logging.getLogger("lima_driver_vz")
@@ -25,6 +26,7 @@ KNOWN_KEYS = frozenset({
     "param", "plain", "portForwards", "probes", "propagateProxyEnv", "provision", "rosetta", "ssh", "timezone",
     "upgradePackages", "user", "video", "vmType", "vmOpts", "base",
 })
+MIB = 1 << 20
 AUDIO_DEVICES = ("", "vz", "default", "none")
 DISPLAYS = ("vz", "default", "none")
 
@@ -76,7 +78,19 @@ def validate(cfg: LimaYAML, facts: HostFacts) -> None:
     display = display_of(cfg)
     if display not in DISPLAYS:
         log.warning('field `video.display` must be "vz", "default", or "none" for the VZ driver, got %r', display)
-    fmt = options.read(cfg).disk_image_format
+    memory = cfg.memory_bytes
+    if memory % MIB:
+        raise ValidationError(f"memory: {cfg.memory} is not a whole number of MiB, which Virtualization.framework "
+                              f"requires; use e.g. {format_size(memory // MIB * MIB)}")
+    disks = datadisks.names(cfg.additional_disks)
+    repeated = sorted({name for name in disks if disks.count(name) > 1})
+    if repeated:
+        raise ValidationError(f"additionalDisks: {', '.join(map(repr, repeated))} is listed more than once; "
+                              "Virtualization.framework attaches a disk image to one device only")
+    opts = options.read(cfg)
+    if opts.rosetta_enabled and facts.arch != "aarch64":
+        log.warning("vmType %s: ignoring vmOpts.vz.rosetta: Rosetta for Linux needs a Mac with Apple silicon", vm_type)
+    fmt = opts.disk_image_format
     if fmt not in options.DISK_FORMATS:
         raise ValidationError(f'vmOpts.vz.diskImageFormat must be "raw" or "asif", got "{fmt}"')
     if fmt == "asif" and not facts.macos_at_least(ASIF_MACOS):

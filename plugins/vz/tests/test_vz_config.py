@@ -12,6 +12,7 @@ from lima_driver_vz import config, datadisks, identifier
 from lima_driver_vz.config import EFIBoot, LinuxBoot, Share, Storage
 from lima_driver_vz.framework.configuration import realize
 from lima_driver_vz.hostinfo import HostFacts
+from lima_driver_vz.testing import fakevz
 from lima_driver_vz.testing.fakevz import describe
 from vz_helpers import make_bootable
 
@@ -60,7 +61,7 @@ def test_kernel_selects_the_linux_boot_loader(make: Callable) -> None:
 def test_iso_additional_disks_and_order(make: Callable, monkeypatch: pytest.MonkeyPatch) -> None:
     host, inst = make({"additionalDisks": ["data", {"name": "more"}]})
     d = make_bootable(inst)
-    (d / "iso").write_bytes(b"iso")
+    (d / "iso").write_bytes(b"\0" * 2048)
     for name in ("data", "more"):
         datadisks.path(name).parent.mkdir(parents=True)
         datadisks.path(name).write_bytes(b"\0" * 512)
@@ -184,7 +185,7 @@ def test_realize_linux_boot_and_usb_iso(make: Callable, fake: Any) -> None:
     (d / "kernel").write_bytes(b"k")
     (d / "kernel.cmdline").write_text("console=hvc0")
     (d / "initrd").write_bytes(b"i")
-    (d / "iso").write_bytes(b"i")
+    (d / "iso").write_bytes(b"\0" * 2048)
     cfg = realized(host, inst, fake)
     boot = cfg["bootLoader"]
     assert boot["init"] == ["initWithKernelURL:", str(d / "kernel")]
@@ -193,23 +194,21 @@ def test_realize_linux_boot_and_usb_iso(make: Callable, fake: Any) -> None:
     assert cfg["storageDevices"][1]["attachment"]["readOnly"] is True
 
 
-def test_realize_installs_rosetta_and_sets_caching(make: Callable, fake: Any) -> None:
+def test_realize_installs_rosetta_and_caches_through_the_boot_scripts_socket(make: Callable, fake: Any) -> None:
     fake.world.rosetta_availability = 1  # not installed yet
     host, inst = make({"vmOpts": {"vz": {"rosetta": {"enabled": True}}}})
     make_bootable(inst, fake)
     cfg = realized(host, inst, fake)
     (share,) = cfg["directorySharingDevices"]
     assert share["tag"] == "vz-rosetta" and share["share"]["class"] == "VZLinuxRosettaDirectoryShare"
-    assert share["share"]["options"]["init"] == ["initWithName:error:", "rosetta"]
+    assert share["share"]["options"] == {"class": "VZLinuxRosettaUnixSocketCachingOptions",
+                                         "init": ["initWithPath:error:", config.ROSETTA_CACHE_SOCKET]}
     assert fake.world.calls == ["VZLinuxRosettaDirectoryShare.installRosettaWithCompletionHandler:"]
+    script = host.boot_scripts()["boot.Linux/05-rosetta-volume.sh"]
+    assert fakevz.guest_rosetta_socket(script) == config.ROSETTA_CACHE_SOCKET  # the guest side makes that socket
 
 
-def test_realize_refuses_unsupported_rosetta_and_nested(make: Callable, fake: Any) -> None:
-    fake.world.rosetta_availability = 0
-    host, inst = make({"vmOpts": {"vz": {"rosetta": {"enabled": True}}}})
-    make_bootable(inst, fake)
-    with pytest.raises(StartFailed, match="Rosetta is not supported on this Mac"):
-        realized(host, inst, fake)
+def test_realize_refuses_unsupported_nested_virtualization(make: Callable, fake: Any) -> None:
     fake.world.nested_supported = False
     host, inst = make({"nestedVirtualization": True}, name="nested")
     make_bootable(inst, fake)

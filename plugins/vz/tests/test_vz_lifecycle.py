@@ -19,7 +19,7 @@ from lima_driver_vz.driver import VZDriver
 from lima_driver_vz.testing import fakevz
 from vz_helpers import free_port, make_bootable
 
-from lima_core import pidfile
+from lima_core import bootscripts, pidfile
 from lima_core.errors import DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
 
 
@@ -73,9 +73,10 @@ def test_start_failure_is_reported(make: Callable, fake: Any) -> None:
 
 
 def test_one_vm_per_instance(make: Callable, fake: Any) -> None:
-    host, *_ = started(make, fake)
+    host, _, _, d = started(make, fake)
     with pytest.raises(StartFailed, match="already runs|already running"):
         host.start()
+    assert pidfile.read(d / "vz.pid").pid == os.getpid()  # the running VM keeps its pid file
 
 
 def test_a_vm_in_another_live_process_blocks_start(make: Callable, fake: Any) -> None:
@@ -167,6 +168,32 @@ def test_ssh_is_forwarded_to_vsock_22_when_the_guest_listens_there(make: Callabl
 
 def test_ssh_without_a_guest_address_closes_the_connection(make: Callable, fake: Any) -> None:
     assert _ssh_echo(make, fake, over_vsock=True) == b""
+
+
+def test_ssh_reaches_the_guests_nat_address_from_the_dhcp_lease(make: Callable, fake: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """NIC 1 is on NAT: without vsock SSH, the forwarder dials the address macOS leased to the NIC's MAC."""
+    from lima_core.network import mac_address
+
+    guest = socket.create_server(("127.0.0.1", 0))  # the guest's sshd, at its NAT address
+    threading.Thread(target=lambda: fakevz.echo(guest.accept()[0]), daemon=True).start()
+    monkeypatch.setattr(driver, "GUEST_SSH_PORT", guest.getsockname()[1])
+    port = free_port()
+    host, inst = make({"ssh": {"overVsock": False}})
+    inst.ssh_local_port = port
+    leases = tmp_path / "dhcpd_leases"
+    leases.write_text("{\n\tname=lima-inst\n\tip_address=127.0.0.1\n"
+                      f"\thw_address=1,{mac_address(inst.dir)}\n\tlease=0x66c2a5f1\n}}\n")
+    host.driver._leases = leases
+    make_bootable(inst, fake)
+    host.start()
+    host.additional_setup_for_ssh()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"SSH-2.0-test\r\n")
+            assert c.recv(100) == b"SSH-2.0-test\r\n"
+    finally:
+        guest.close()
 
 
 def test_lease_lookup(tmp_path: Path) -> None:
@@ -284,6 +311,7 @@ def test_boot_scripts(make: Callable, tmp_path: Path) -> None:
     host, _ = make()
     scripts = host.boot_scripts()
     assert list(scripts) == ["boot.Linux/05-rosetta-volume.sh"]
+    assert scripts == bootscripts.load("lima_driver_vz")  # the one loader in lima_core
     script = tmp_path / "s.sh"
     script.write_bytes(scripts["boot.Linux/05-rosetta-volume.sh"])
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

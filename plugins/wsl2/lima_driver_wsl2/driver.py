@@ -16,12 +16,11 @@ import contextlib
 import logging
 import subprocess
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lima_core import hookimpl
-from lima_core.errors import ConfigError, DriverError, LimaError
+from lima_core import bootscripts, hookimpl
+from lima_core.errors import ConfigError, DriverError, LimaError, StartFailed
 from lima_core.limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_UNINITIALIZED, DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
 
@@ -31,7 +30,6 @@ log = logging.getLogger("lima_driver_wsl2")
 
 NAME = validation.NAME
 SSH_PORT = 22
-BOOT_SCRIPTS = ("02-no-cloud-init-setup.sh",)
 
 
 class WSL2Driver:
@@ -98,8 +96,11 @@ class WSL2Driver:
         if cfg.audio is not None and cfg.audio.interface:
             log.warning("audio.interface is ignored by the WSL2 driver")
         log.info("starting the WSL2 distro %s", distro)
-        state = status.get(inst.name)
-        if state == STATUS_UNINITIALIZED:
+        entry = status.entry(inst.name)
+        if entry.version == "1":
+            raise StartFailed(f"the WSL distribution {distro} is registered as WSL 1, where the guest agent cannot "
+                              f"run (it needs WSL 2's Hyper-V socket); convert it with `wsl --set-version {distro} 2`")
+        if entry.state == STATUS_UNINITIALIZED:
             rootfs = provision.ensure_rootfs(inst_dir, cfg)
             log.info("importing %s from %s into %s", distro, rootfs, inst_dir)
             wsl.import_distro(distro, str(inst_dir), str(rootfs))
@@ -122,25 +123,22 @@ class WSL2Driver:
         return handle
 
     def _follow_boot(self, proc: subprocess.Popen, script: Path, handle: StartHandle) -> None:
-        out, _ = proc.communicate()
+        result = wsl.finished(proc)
         script.unlink(missing_ok=True)
-        text = out.decode("utf-8", errors="replace").strip() if out else ""
-        log.debug("%s: %r", proc.args, text)
-        if proc.returncode != 0 and not self._stopping.is_set():
-            handle.report(f"error running the wsl command that executes boot.sh ({' '.join(map(str, proc.args))}): "
-                          f"exit status {proc.returncode}; see {provision.LOG_FILE} in the guest (out={text!r})")
+        log.debug("%s: out=%r err=%r", proc.args, result.stdout, result.stderr)
+        if not result.ok and not self._stopping.is_set():
+            handle.report(f"error running the wsl command that executes boot.sh: {result.describe()}; see "
+                          f"{provision.LOG_FILE} in the guest")
 
     def _follow_keep_alive(self, proc: subprocess.Popen, instance_name: str, handle: StartHandle) -> None:
-        out, _ = proc.communicate()
+        result = wsl.finished(proc)
         if not self._stopping.is_set():
             try:
                 state = status.get(instance_name)
             except LimaError as exc:
                 state = f"unknown ({exc})"
             if state == STATUS_RUNNING:
-                text = out.decode("utf-8", errors="replace").strip() if out else ""
-                handle.report(f"error running the wsl keep-alive command: exit status {proc.returncode} "
-                              f"(out={text!r})")
+                handle.report(f"error running the wsl keep-alive command: {result.describe()}")
             else:
                 log.info("the WSL2 distro %s is %s", wsl.distro_name(instance_name), state)
         handle.close()
@@ -196,8 +194,7 @@ class WSL2Driver:
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
-        boot = resources.files(__package__).joinpath("boot")
-        return {f"boot.Linux/{name}": boot.joinpath(name).read_bytes() for name in BOOT_SCRIPTS}
+        return bootscripts.load(__package__)
 
     # -- guest agent and SSH ----------------------------------------------------------------
 

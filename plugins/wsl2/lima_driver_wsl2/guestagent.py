@@ -52,8 +52,9 @@ def _subkeys(root: Any, path: str) -> list[str]:
 
 
 def free_vsock_port() -> int:
-    """A random port not registered as a guest communication service; 0 off Windows or on failure."""
-    if sys.platform != "win32":
+    """A random port not registered as a guest communication service; 0 (the host agent forwards the guest agent
+    over SSH instead) off Windows, without ``socket.AF_HYPERV`` (Python < 3.12), or on failure."""
+    if sys.platform != "win32" or getattr(socket, "AF_HYPERV", None) is None:
         return 0
     try:
         used = {int(name[:8], 16) for name in _subkeys(_winreg().HKEY_LOCAL_MACHINE, GUEST_COMMUNICATION_SERVICES)

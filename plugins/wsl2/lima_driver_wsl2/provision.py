@@ -7,9 +7,10 @@
 - :func:`boot_script`: Lima's lima-init: log to ``/var/log/lima-init.log``,
   find cidata through ``wslpath``, exec its ``boot.sh``. Paths are quoted for
   the shell, so an instance directory with quotes or ``$( )`` stays a path.
-- :func:`to_linux_path`: ``wslpath -u`` with the Windows path as an argument.
-  The boot script then runs as ``bash <path>`` (Lima: ``bash -c <path>``, which
-  breaks on a temporary directory with a space in it).
+- :func:`to_linux_path`: ``wslpath -u`` with the Windows path as an argument;
+  only its stdout is read (stderr carries WSL's PATH noise, see
+  :mod:`.wsl`). The boot script then runs as ``bash <path>`` (Lima: ``bash
+  -c <path>``, which breaks on a temporary directory with a space in it).
 - :data:`KEEP_ALIVE`: the command that keeps WSL from stopping an idle distro.
 """
 
@@ -92,7 +93,7 @@ def write_boot_script(instance_dir: Path) -> Path:
 def to_linux_path(distro: str, host_path: str) -> str:
     """*host_path* as the distro sees it (``wslpath -u``); the path is an argument, not shell text."""
     result = wsl.in_distro(distro, "bash", "-c", 'wslpath -u "$1"', "wslpath", host_path)
-    path = result.output.strip()
+    path = result.stdout.strip()
     if not result.ok or not path:
         raise DriverError(f"failed to run the wslpath command: {result.describe()}")
     return path

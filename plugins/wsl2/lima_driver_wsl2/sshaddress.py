@@ -6,8 +6,9 @@
    map their host name to 127.0.1.1).
 
 Each is a fixed argument list run with ``wsl.exe -d <distro> --exec``; only the
-distro name varies, and it is its own argument. An answer that is not an IP address counts as a failure
-(Lima would take any text from a command that succeeded).
+distro name varies, and it is its own argument. Only stdout is read: stderr
+carries WSL's PATH translation noise. An answer that is not an IP address
+counts as a failure (Lima would take any text from a command that succeeded).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def discover(instance_name: str) -> str:
     for probe in PROBES:
         result = wsl.in_distro(distro, *probe, timeout=30)
         if result.ok:
-            address = _address(result.output, allow_loopback=probe[0] != "hostname")
+            address = _address(result.stdout, allow_loopback=probe[0] != "hostname")
             if address:
                 return address
         last = result.describe()

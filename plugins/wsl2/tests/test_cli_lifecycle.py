@@ -122,9 +122,11 @@ def test_list_shows_a_broken_wsl(lima: Lima, driver_mode: str, fake_wsl: FakeWSL
     cleanup.append("nowsl")
     lima("create", "--vm-type=wsl2", "--name", "nowsl", str(template), ok=True)
     fake_wsl.distros([])
+    assert listed(lima, "nowsl")["status"] == "Uninitialized"  # nothing registered: start imports it
+    fake_wsl.behave(fail={"--list": "The Windows Subsystem for Linux is not installed."})
     inst = listed(lima, "nowsl")
     assert inst["status"] == "Broken"
-    assert "no distro is installed, try running `wsl --install -d Ubuntu`" in " ".join(inst["errors"])
+    assert "The Windows Subsystem for Linux is not installed." in " ".join(inst["errors"])
 
 
 def test_create_refuses_a_disk_image(lima: Lima, driver_mode: str, fake_wsl: FakeWSL, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def test_lifecycle_commands_with_a_hostile_lima_home(make: Callable, fake_wsl: F
     calls = [c for c in fake_wsl.calls() if c != ["--list", "--verbose"]]
     boot_script = calls[2][-1]
     keep_alive = ["-d", "lima-dev", "--exec", "bash", "-c", "nohup sleep 2147483647d >/dev/null 2>&1"]
-    assert calls[:3] == [["--import", "lima-dev", d, f"{d}/basedisk"], ["--distribution", "lima-dev"],
+    assert calls[:3] == [["--import", "lima-dev", d, f"{d}/basedisk", "--version", "2"], ["--distribution", "lima-dev"],
                          ["-d", "lima-dev", "--exec", "bash", "-c", 'wslpath -u "$1"', "wslpath", boot_script]]
     # boot and keep-alive run side by side: either may be recorded first
     assert sorted(calls[3:5]) == sorted([["-d", "lima-dev", "--exec", "bash", boot_script], keep_alive])

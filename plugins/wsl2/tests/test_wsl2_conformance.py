@@ -68,5 +68,8 @@ def test_inspect_status_protocol(wsl2_bin: Path, fake_wsl: FakeWSL, tmp_path: Pa
     assert (inst.status, inst.ssh_local_port, inst.ssh_address) == ("Running", 22, "172.30.0.4")
     fake_wsl.distros([])
     inst = new_instance(tmp_path / "dev", "wsl2")
+    assert inspect_status(str(wsl2_bin / "lima-driver-wsl2"), inst) == "Uninitialized"
+    fake_wsl.behave(fail={"--list": "The Windows Subsystem for Linux is not installed."})
+    inst = new_instance(tmp_path / "dev", "wsl2")
     assert inspect_status(str(wsl2_bin / "lima-driver-wsl2"), inst) == "Broken"
-    assert "no distro is installed" in inst.errors[0]
+    assert "The Windows Subsystem for Linux is not installed." in inst.errors[0]

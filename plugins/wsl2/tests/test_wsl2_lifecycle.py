@@ -10,6 +10,7 @@ import pytest
 from lima_driver_wsl2.driver import WSL2Driver
 from wsl2_helpers import FakeWSL
 
+from lima_core import bootscripts
 from lima_core.errors import StartFailed, UnsupportedOperation
 
 
@@ -33,11 +34,17 @@ def test_start_without_a_root_filesystem(make: Callable, fake_wsl: FakeWSL) -> N
         host.start()
 
 
-def test_start_with_no_distributions_is_broken_as_in_lima(make: Callable, fake_wsl: FakeWSL) -> None:
+def test_start_with_no_distributions_imports_the_instances_own(make: Callable, fake_wsl: FakeWSL) -> None:
+    """wsl --import needs no other distribution: a WSL without any is not broken (Lima says it is)."""
     fake_wsl.distros([])
     host, inst = make()
-    with pytest.raises(Exception, match="no distro is installed, try running `wsl --install -d Ubuntu`"):
-        host.start()
+    (Path(inst.dir) / "image").write_bytes(b"tar")
+    assert host.inspect_status(inst.copy()) == "Uninitialized"
+    handle = host.start()
+    fake_wsl.wait_for_keep_alive(instance_dir=inst.dir)
+    assert [d["name"] for d in fake_wsl.listed()["distros"]] == ["lima-inst"]
+    host.stop()
+    assert handle.next(timeout=30).ended
 
 
 def test_a_failing_boot_is_reported(make: Callable, fake_wsl: FakeWSL) -> None:
@@ -46,7 +53,7 @@ def test_a_failing_boot_is_reported(make: Callable, fake_wsl: FakeWSL) -> None:
     (Path(inst.dir) / "image").write_bytes(b"tar")
     handle = host.start()
     event = handle.next(timeout=30)
-    assert event is not None and "exit status 3" in event.error and "/var/log/lima-init.log" in event.error
+    assert event is not None and "exited with status 3" in event.error and "/var/log/lima-init.log" in event.error
     host.stop()
 
 
@@ -111,13 +118,14 @@ def test_inspect_status(make: Callable, fake_wsl: FakeWSL) -> None:
     assert host.inspect_status(probe) == "Running" and probe.ssh_address == "172.29.0.9"
 
 
-def test_inspect_status_broken_with_the_hint(make: Callable, fake_wsl: FakeWSL) -> None:
-    fake_wsl.distros([])
+def test_inspect_status_broken_when_wsl_fails(make: Callable, fake_wsl: FakeWSL) -> None:
+    fake_wsl.behave(fail={"--list": "The Windows Subsystem for Linux is not installed. You can install by running "
+                                    "'wsl.exe --install'."})
     host, inst = make()
     probe = inst.copy()
     assert host.inspect_status(probe) == "Broken"
-    assert probe.errors == ["failed to read instance state for instance 'inst' because no distro is installed, "
-                            "try running `wsl --install -d Ubuntu` and then re-running Lima"]
+    assert probe.errors[0].startswith("failed to run `wsl --list --verbose`: `wsl.exe --list --verbose` exited with "
+                                      "status 255 (out=\"The Windows Subsystem for Linux is not installed.")
     assert probe.ssh_local_port == 22
 
 
@@ -143,6 +151,7 @@ def test_info_and_the_rest(make: Callable, tmp_path: Path) -> None:
             host.call(hook, **({"tag": "t"} if "snapshot" in hook else {"password": "p"} if "password" in hook else {}))
     scripts = host.boot_scripts()
     assert list(scripts) == ["boot.Linux/02-no-cloud-init-setup.sh"]
+    assert scripts == bootscripts.load("lima_driver_wsl2")  # the one loader in lima_core
     script = tmp_path / "s.sh"
     script.write_bytes(scripts["boot.Linux/02-no-cloud-init-setup.sh"])
     assert subprocess.run(["sh", "-n", str(script)]).returncode == 0

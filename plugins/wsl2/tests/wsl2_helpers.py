@@ -41,3 +41,7 @@ class FakeWSL:
     def calls(self) -> list[list[str]]:
         path = self.state / "calls.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def environments(self) -> list[dict[str, Any]]:
+        path = self.state / "env.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

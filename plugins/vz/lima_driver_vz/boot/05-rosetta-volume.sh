@@ -9,7 +9,11 @@ set -eu -o pipefail
 
 mnt=/mnt/lima-rosetta
 mkdir -p "$mnt"
-grep -qs " $mnt " /proc/mounts || mount -t virtiofs vz-rosetta "$mnt"
+if ! grep -qs " $mnt " /proc/mounts && ! mount -t virtiofs vz-rosetta "$mnt"; then
+	# The host warned why it could not share Rosetta (see the host agent's log); the VM runs without it.
+	echo "lima-driver-vz: the host did not share Rosetta (virtiofs tag vz-rosetta); skipping it" >&2
+	exit 0
+fi
 
 if [ -f /etc/alpine-release ]; then
 	rc-service procfs start --ifnotstarted

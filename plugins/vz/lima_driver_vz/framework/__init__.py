@@ -8,7 +8,8 @@ never by importing pyobjc modules directly, so tests can swap in a fake:
   Bindings (external driver processes in tests, e.g.
   ``lima_driver_vz.testing.fakevz:bindings``);
 - otherwise the real pyobjc modules are imported: ``Virtualization``,
-  ``Foundation``, ``libdispatch``, and for the GUI ``AppKit`` and ``Quartz``.
+  ``Foundation``, ``libdispatch``, ``Security`` (the entitlement check), and
+  for the GUI ``AppKit`` and ``Quartz``.
   Off macOS, or without pyobjc, loading raises HostUnsupported.
 
 Submodules: :mod:`.configuration` (a VMSpec into a VZVirtualMachineConfiguration),
@@ -26,7 +27,7 @@ from typing import Any
 from lima_core.errors import DriverError, HostUnsupported
 
 FRAMEWORK_ENV = "LIMA_VZ_FRAMEWORK"
-REQUIRED = ("Virtualization", "Foundation", "libdispatch")
+REQUIRED = ("Virtualization", "Foundation", "libdispatch", "Security")
 
 
 class Bindings:

@@ -3,7 +3,18 @@
 One framework object per spec field, built with pyobjc's selector names
 (``initWithURL_readOnly_error_`` and so on). Methods with an ``error:``
 out-parameter are called with ``None`` and return ``(result, error)``, as
-pyobjc does. Any refusal becomes StartFailed naming what was refused.
+pyobjc does. Any refusal becomes StartFailed naming what was refused, and
+the limits the framework enforces are checked first so the message says
+what to change: the CPU count and memory size against the class's allowed
+range (memory in whole MiB), an EFI variable store created only when none
+exists (the framework does not overwrite one).
+
+Rosetta, as Lima does it, never stops the VM: when it is not supported,
+cannot be installed or cannot be shared, a warning says so and the VM boots
+without it (the guest's boot script then skips it). On macOS 14 or later
+Rosetta's ahead-of-time cache is reached through the Unix socket
+:data:`~lima_driver_vz.config.ROSETTA_CACHE_SOCKET`, where the driver's boot
+script links ``rosettad``'s socket.
 """
 
 from __future__ import annotations
@@ -14,15 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from lima_core.errors import StartFailed
+from lima_core.units import format_size
 
-from ..config import EFIBoot, LinuxBoot, Share, Storage, VMSpec
+from ..config import ROSETTA_CACHE_SOCKET, EFIBoot, LinuxBoot, Share, Storage, VMSpec
 from . import Bindings
 
 log = logging.getLogger("lima_driver_vz")
 
 ROSETTA_NOT_SUPPORTED, ROSETTA_NOT_INSTALLED, ROSETTA_INSTALLED = 0, 1, 2
 ROSETTA_INSTALL_TIMEOUT = 600.0
-ROSETTA_CACHE_NAME = "rosetta"
+MIB = 1 << 20
+
+
+class RosettaUnavailable(Exception):
+    """Rosetta cannot be shared with this VM; the message says why."""
 
 
 def _describe(error: Any) -> str:
@@ -53,7 +69,7 @@ def boot_loader(b: Bindings, boot: LinuxBoot | EFIBoot) -> Any:
         if boot.initrd is not None:
             loader.setInitialRamdiskURL_(_url(b, boot.initrd))
         return loader
-    if boot.create or not Path(boot.variable_store).exists():
+    if not Path(boot.variable_store).exists():
         store = _checked(vz.VZEFIVariableStore.alloc().initCreatingVariableStoreAtURL_options_error_(
             _url(b, boot.variable_store), 0, None), f"cannot create the EFI variable store {boot.variable_store}")
     else:
@@ -114,52 +130,90 @@ def storage_device(b: Bindings, s: Storage) -> Any:
     return cls.alloc().initWithAttachment_(attachment)
 
 
+def check_resources(b: Bindings, cpus: int, memory: int) -> None:
+    """StartFailed, naming the setting, unless the framework accepts *cpus* and *memory* on this Mac."""
+    limits = b.Virtualization.VZVirtualMachineConfiguration
+    low, high = int(limits.minimumAllowedCPUCount()), int(limits.maximumAllowedCPUCount())
+    if not low <= cpus <= high:
+        raise StartFailed(f"cpus: {cpus} is outside what Virtualization.framework allows on this Mac ({low} to "
+                          f"{high}); set `cpus` within that range")
+    if memory % MIB:
+        raise StartFailed(f"memory: {memory} bytes is not a whole number of MiB, which Virtualization.framework "
+                          f"requires; use e.g. {format_size(memory // MIB * MIB)}")
+    low, high = int(limits.minimumAllowedMemorySize()), int(limits.maximumAllowedMemorySize())
+    if not low <= memory <= high:
+        raise StartFailed(f"memory: {format_size(memory)} is outside what Virtualization.framework allows on this "
+                          f"Mac ({format_size(low)} to {format_size(high)}); set `memory` within that range")
+
+
+def _install_rosetta(share_cls: Any) -> None:
+    log.info("installing Rosetta (if this hangs, run `softwareupdate --install-rosetta`)")
+    done = threading.Event()
+    failure: list[Any] = []
+
+    def installed(error: Any) -> None:
+        if error is not None:
+            failure.append(error)
+        done.set()
+
+    share_cls.installRosettaWithCompletionHandler_(installed)
+    if not done.wait(ROSETTA_INSTALL_TIMEOUT):
+        raise RosettaUnavailable("it was not installed within 10 minutes; run `softwareupdate --install-rosetta`")
+    if failure:
+        raise RosettaUnavailable(f"it could not be installed: {_describe(failure[0])}; run "
+                                 "`softwareupdate --install-rosetta`")
+
+
 def _rosetta_share(b: Bindings, caching: bool) -> Any:
+    """The Rosetta directory share; RosettaUnavailable when this Mac cannot give one."""
     vz = b.Virtualization
-    share_cls = vz.VZLinuxRosettaDirectoryShare
+    share_cls = getattr(vz, "VZLinuxRosettaDirectoryShare", None)
+    if share_cls is None:  # the class exists in arm64 builds of the framework only
+        raise RosettaUnavailable("this Mac has no Rosetta for Linux (it needs Apple silicon)")
     availability = share_cls.availability()
     if availability == ROSETTA_NOT_SUPPORTED:
-        raise StartFailed("Rosetta is not supported on this Mac; set vmOpts.vz.rosetta.enabled to false")
+        raise RosettaUnavailable("Virtualization.framework reports it as not supported on this Mac")
     if availability == ROSETTA_NOT_INSTALLED:
-        log.info("installing Rosetta (if this hangs, run `softwareupdate --install-rosetta`)")
-        done = threading.Event()
-        failure: list[Any] = []
-
-        def installed(error: Any) -> None:
-            if error is not None:
-                failure.append(error)
-            done.set()
-
-        share_cls.installRosettaWithCompletionHandler_(installed)
-        if not done.wait(ROSETTA_INSTALL_TIMEOUT):
-            raise StartFailed("Rosetta was not installed within 10 minutes; run `softwareupdate --install-rosetta`")
-        if failure:
-            raise StartFailed(f"cannot install Rosetta: {_describe(failure[0])}")
-    share = _checked(share_cls.alloc().initWithError_(None), "cannot share Rosetta with the guest")
+        _install_rosetta(share_cls)
+    share, error = share_cls.alloc().initWithError_(None)
+    if share is None:
+        raise RosettaUnavailable(f"it cannot be shared with the guest: {_describe(error)}")
     if caching:
-        share.setOptions_(_checked(vz.VZLinuxRosettaAbstractSocketCachingOptions.alloc().initWithName_error_(
-            ROSETTA_CACHE_NAME, None), "cannot set up Rosetta's caching"))
+        options, error = vz.VZLinuxRosettaUnixSocketCachingOptions.alloc().initWithPath_error_(
+            ROSETTA_CACHE_SOCKET, None)
+        if options is None:
+            log.warning("Rosetta runs without its ahead-of-time cache: %s", _describe(error))
+        else:
+            share.setOptions_(options)
     return share
 
 
 def directory_share(b: Bindings, s: Share, rosetta_caching: bool) -> Any:
+    """The virtiofs device for *s*; None for a Rosetta share this Mac cannot give (a warning says why)."""
     vz = b.Virtualization
     ok, error = vz.VZVirtioFileSystemDeviceConfiguration.validateTag_error_(s.tag, None)
     if not ok:
         raise StartFailed(f"invalid virtiofs tag {s.tag!r}: {_describe(error)}")
-    device = vz.VZVirtioFileSystemDeviceConfiguration.alloc().initWithTag_(s.tag)
     if s.rosetta:
-        device.setShare_(_rosetta_share(b, rosetta_caching))
+        try:
+            share = _rosetta_share(b, rosetta_caching)
+        except RosettaUnavailable as exc:
+            log.warning("Unable to configure Rosetta: %s; the VM boots without it (x86_64 programs will not run "
+                        "in the guest through Rosetta)", exc)
+            return None
     else:
         assert s.path is not None
         directory = vz.VZSharedDirectory.alloc().initWithURL_readOnly_(_url(b, s.path), s.read_only)
-        device.setShare_(vz.VZSingleDirectoryShare.alloc().initWithDirectory_(directory))
+        share = vz.VZSingleDirectoryShare.alloc().initWithDirectory_(directory)
+    device = vz.VZVirtioFileSystemDeviceConfiguration.alloc().initWithTag_(s.tag)
+    device.setShare_(share)
     return device
 
 
 def realize(b: Bindings, spec: VMSpec, identifier: bytes) -> Any:
     """A validated ``VZVirtualMachineConfiguration`` for *spec*."""
     vz = b.Virtualization
+    check_resources(b, spec.cpus, spec.memory)
     config = vz.VZVirtualMachineConfiguration.alloc().init()
     config.setBootLoader_(boot_loader(b, spec.boot))
     config.setCPUCount_(spec.cpus)
@@ -168,8 +222,9 @@ def realize(b: Bindings, spec: VMSpec, identifier: bytes) -> Any:
     config.setSerialPorts_([serial_port(b, spec.serial_log)])
     config.setNetworkDevices_([network_device(b, nic.mac_address) for nic in spec.nics])
     config.setStorageDevices_([storage_device(b, s) for s in spec.storage])
-    if spec.shares:
-        config.setDirectorySharingDevices_([directory_share(b, s, spec.rosetta_caching) for s in spec.shares])
+    shares = [device for device in (directory_share(b, s, spec.rosetta_caching) for s in spec.shares) if device]
+    if shares:
+        config.setDirectorySharingDevices_(shares)
     if spec.display is not None:
         graphics = vz.VZVirtioGraphicsDeviceConfiguration.alloc().init()
         graphics.setScanouts_([vz.VZVirtioGraphicsScanoutConfiguration.alloc()

@@ -5,6 +5,15 @@ anywhere else. It opens a 1920x1200 window titled ``Lima: <name>`` holding a
 ``VZVirtualMachineView`` and pumps AppKit events until the VM has stopped.
 Closing the window asks the guest to power off, as a power button would.
 
+The event loop is our own (``nextEventMatchingMask...`` and ``sendEvent_``)
+rather than ``NSApplication.run``, so it does what ``run`` does first: the
+process becomes a regular app (it has no bundle, so it starts as a
+background one) and ``finishLaunching`` is called once, without which the
+app is never activated and its window never becomes key. The view is made
+the window's first responder, so keystrokes reach the guest. The view's
+``automaticallyReconfiguresDisplay`` exists from macOS 14 and is set where
+it exists.
+
 Screenshots capture that window with ``CGWindowListCreateImage`` and encode
 it with ImageIO (PNG, or BMP on request), on the main queue, which the event
 loop of :func:`run_window` keeps serviced.
@@ -23,6 +32,8 @@ from .machine import Machine
 
 #: the open window per Machine (by id), for screenshots
 _windows: dict[int, Any] = {}
+#: the NSApplication objects finishLaunching was called on (once per process, but tests make several)
+_launched: set[int] = set()
 _lock = threading.Lock()
 
 NS_WINDOW_STYLE = 1 | 2 | 4 | 8  # titled, closable, miniaturizable, resizable
@@ -42,6 +53,11 @@ def run_window(b: Bindings, machine: Machine, title: str, size: tuple[int, int],
     appkit, foundation, vz = b.AppKit, b.Foundation, b.Virtualization
     app = appkit.NSApplication.sharedApplication()
     app.setActivationPolicy_(NS_ACTIVATION_POLICY_REGULAR)
+    with _lock:
+        launch = id(app) not in _launched
+        _launched.add(id(app))
+    if launch:
+        app.finishLaunching()
     frame = foundation.NSMakeRect(0, 0, *size)
     window = appkit.NSWindow.alloc().initWithContentRect_styleMask_backing_defer_(
         frame, NS_WINDOW_STYLE, NS_BACKING_STORE_BUFFERED, False)
@@ -51,6 +67,7 @@ def run_window(b: Bindings, machine: Machine, title: str, size: tuple[int, int],
     if hasattr(view, "setAutomaticallyReconfiguresDisplay_"):
         view.setAutomaticallyReconfiguresDisplay_(True)
     window.setContentView_(view)
+    window.makeFirstResponder_(view)
     window.setTitle_(title)
     window.setReleasedWhenClosed_(False)
     window.center()

@@ -97,5 +97,6 @@ class Machine:
             raise DriverError(f"unable to connect to vsock port {port}: {_describe(error)}")
         fd = os.dup(connection.fileDescriptor())
         self.on_queue(connection.close)
-        # The descriptor is an AF_VSOCK stream; Python needs no address family to send and receive on it.
+        # macOS has no AF_VSOCK: the descriptor is the host end of a Unix-domain stream socket that the
+        # framework relays to the guest's vsock port.
         return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fd)

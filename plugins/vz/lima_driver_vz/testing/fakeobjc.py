@@ -125,17 +125,38 @@ def _libdispatch() -> types.SimpleNamespace:
 
 
 class NSApplication(FakeObject):
+    """The shared application. Like AppKit's, it only activates (and so lets a window become key) once
+    ``finishLaunching`` has run: ``run()`` calls it, a hand-written event loop must."""
+
     PROPERTIES = ("activationPolicy",)
     _shared: NSApplication | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launched = 0
+        self.active = False
 
     @classmethod
     def sharedApplication(cls) -> NSApplication:  # noqa: N802
         if cls._shared is None:
             cls._shared = cls()
+            cls.world.application = cls._shared
         return cls._shared
 
+    def setActivationPolicy_(self, policy: int) -> bool:  # noqa: N802
+        self.props["activationPolicy"] = policy
+        return True
+
+    def finishLaunching(self) -> None:  # noqa: N802
+        self.launched += 1
+
     def activateIgnoringOtherApps_(self, flag: bool) -> None:  # noqa: N802
-        self.props["activated"] = flag
+        # A process without a bundle is a background app until its policy is Regular (0); it cannot be
+        # activated before it has finished launching.
+        self.active = bool(flag) and self.launched > 0 and self.props.get("activationPolicy") == 0
+
+    def isActive(self) -> bool:  # noqa: N802
+        return self.active
 
     def nextEventMatchingMask_untilDate_inMode_dequeue_(self, mask: int, date: NSDate, mode: str,  # noqa: N802
                                                          dequeue: bool) -> None:
@@ -151,18 +172,38 @@ class NSApplication(FakeObject):
 
 class NSWindow(FakeObject):
     PROPERTIES = ("contentView", "title", "releasedWhenClosed")
+    TITLED = 1
 
     def initWithContentRect_styleMask_backing_defer_(self, rect: Any, style: int, backing: int,  # noqa: N802
                                                      defer: bool) -> Any:
         self.visible = False
+        self.style = style
+        self.ordered_key = False
+        self.first_responder: Any = None
         return self._made("initWithContentRect:styleMask:backing:defer:", rect, style, backing, defer)
 
     def center(self) -> None:
         pass
 
+    def canBecomeKeyWindow(self) -> bool:  # noqa: N802
+        return bool(self.style & self.TITLED)
+
     def makeKeyAndOrderFront_(self, sender: Any) -> None:  # noqa: N802
         self.visible = True
+        self.ordered_key = True
         self.world.calls.append(f"window shown: {self.props.get('title')}")
+
+    def isKeyWindow(self) -> bool:  # noqa: N802
+        """Key: asked to be, able to be, and its application is active (see NSApplication)."""
+        app = self.world.application
+        return self.visible and self.ordered_key and self.canBecomeKeyWindow() and app is not None and app.isActive()
+
+    def makeFirstResponder_(self, responder: Any) -> bool:  # noqa: N802
+        self.first_responder = responder
+        return True
+
+    def firstResponder(self) -> Any:  # noqa: N802
+        return self.first_responder
 
     def orderOut_(self, sender: Any) -> None:  # noqa: N802
         self.visible = False

@@ -1,24 +1,41 @@
-"""A fake of the pyobjc modules lima-driver-vz calls, recording what was configured.
+"""A fake of the pyobjc modules lima-driver-vz calls, as strict as a real Mac, recording what was configured.
 
 ``bindings()`` returns :class:`~lima_driver_vz.framework.Bindings` holding
-fake ``Virtualization``, ``Foundation``, ``libdispatch``, ``AppKit`` and
-``Quartz`` modules, sharing one :class:`World` (reachable as
+fake ``Virtualization``, ``Foundation``, ``libdispatch``, ``Security``,
+``AppKit`` and ``Quartz`` modules, sharing one :class:`World` (reachable as
 ``bindings.world``). Select it with ``VZDriver(framework=bindings())``, or in
 another process with ``LIMA_VZ_FRAMEWORK=lima_driver_vz.testing.fakevz:bindings``.
 
-Faithful where it matters to the driver:
+The World describes the Mac: its macOS release and CPU architecture, whether
+this process is signed with ``com.apple.security.virtualization``, the CPU
+and memory limits, Rosetta, and what the guest does. Faithful where it
+matters to the driver:
 
-- classes are made with ``alloc()`` and an ``init...`` selector; properties
-  are set with ``setX_`` and read with ``x()``; a selector the real class
-  does not have raises AttributeError, so a misspelt call fails the test;
-- methods with an ``error:`` out-parameter return ``(result, error)``;
-- ``VZVirtualMachine`` walks starting -> running, and running -> stopped
-  after ``requestStopWithError_`` (or never, with ``world.ignore_stop``);
-  ``socketDevices()[0].connectToPort_completionHandler_`` connects to the
+- a class or member the described Mac does not have is missing, as pyobjc
+  reports it (AttributeError): the Rosetta classes off arm64, the Rosetta
+  caching options before macOS 14,
+  ``VZVirtualMachineView.automaticallyReconfiguresDisplay`` before 14,
+  nested virtualization before 15 (see ``fakevzdevices.INTRODUCED``);
+- objects are made with ``alloc()`` and an ``init...`` selector; properties
+  are set with ``setX_`` and read with ``x()``; a misspelt selector raises
+  AttributeError; methods with an ``error:`` out-parameter return
+  ``(result, error)``; configuration classes refuse what the framework
+  refuses (see :mod:`.fakevzdevices`);
+- ``Security.SecTaskCopyValueForEntitlement`` answers from ``world.entitled``;
+- ``VZVirtualMachine`` must be called on its dispatch queue; it walks
+  starting -> running, and running -> stopped after ``requestStopWithError_``
+  (or never, with ``world.ignore_stop``). At start it takes every disk image
+  for exclusive use (shared for read-only ones) with ``flock``, so a second
+  VM, in any process, that attaches a disk in use fails to start, and
+  releases them when it stops. (The real framework, by tart's account, stalls
+  at start instead; the driver checks before it starts.)
+- the Rosetta caching options are checked against the guest side: at start
+  the machine records in ``rosetta_cache`` whether the socket Rosetta was
+  told about is where the guest's ``rosettad`` listens
+  (``world.rosetta_guest_socket``, e.g. taken from the driver's boot script);
+- ``socketDevices()[0].connectToPort_completionHandler_`` connects to the
   handlers in ``world.vsock_listeners`` (port 2222 echoes, like a guest
-  agent that answers) through a socketpair;
-- ``libdispatch`` queues are serial: ``dispatch_sync`` runs the block under
-  the queue's lock.
+  agent that answers) through a socketpair.
 
 :func:`describe` turns a recorded object into plain data for assertions.
 """
@@ -27,18 +44,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
-import plistlib
-import secrets
 import socket
 import threading
 import time
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..framework import Bindings
+from . import fakevzdevices as devices
 from .fakeobjc import (
     NSURL,
     FakeError,
@@ -52,6 +68,7 @@ from .fakeobjc import (
 )
 
 STOPPED, RUNNING, PAUSED, ERROR, STARTING, PAUSING, RESUMING, STOPPING = range(8)
+ENTITLEMENT = "com.apple.security.virtualization"
 
 
 def echo(conn: socket.socket) -> None:
@@ -64,8 +81,18 @@ def echo(conn: socket.socket) -> None:
 
 @dataclasses.dataclass
 class World:
-    """Behaviour of the fake, and what it saw."""
+    """The Mac the fake describes, behaviour of the guest, and what the fake saw."""
 
+    #: the macOS release; members introduced later are missing
+    macos: tuple[int, ...] = (15, 5)
+    #: "aarch64" or "x86_64"; the Rosetta classes exist on aarch64 only
+    arch: str = "aarch64"
+    #: this process is signed with com.apple.security.virtualization
+    entitled: bool = True
+    min_cpus: int = 1
+    max_cpus: int = 8
+    min_memory: int = 128 << 20
+    max_memory: int = 16 << 30
     #: start fails with this message
     start_error: str | None = None
     #: the guest ignores requestStop
@@ -76,256 +103,20 @@ class World:
     stop_delay: float = 0.05
     #: VZLinuxRosettaDirectoryShare.availability()
     rosetta_availability: int = 2
+    #: installing Rosetta fails with this message
+    rosetta_install_error: str | None = None
+    #: where the guest's rosettad listens ("@name" for an abstract socket); None: no daemon
+    rosetta_guest_socket: str | None = None
     nested_supported: bool = True
     #: guest vsock port -> handler of the guest end of each connection
     vsock_listeners: dict[int, Callable[[socket.socket], None]] = dataclasses.field(
         default_factory=lambda: {2222: echo})
+    #: the NSApplication once sharedApplication() made it
+    application: Any = None
     #: every VZVirtualMachine made, in order
     machines: list[Any] = dataclasses.field(default_factory=list)
     #: selectors called on class objects (e.g. "VZLinuxRosettaDirectoryShare.installRosetta...")
     calls: list[str] = dataclasses.field(default_factory=list)
-
-
-# -- Virtualization: configuration ------------------------------------------------------------
-
-
-class VZVirtualMachineConfiguration(FakeObject):
-    PROPERTIES = ("bootLoader", "CPUCount", "memorySize", "platform", "serialPorts", "networkDevices",
-                  "storageDevices", "directorySharingDevices", "graphicsDevices", "audioDevices",
-                  "entropyDevices", "memoryBalloonDevices", "socketDevices", "pointingDevices", "keyboards",
-                  "consoleDevices")
-
-    def validateWithError_(self, _error: None) -> tuple[bool, Any]:  # noqa: N802
-        for required in ("bootLoader", "platform"):
-            if self.props.get(required) is None:
-                return False, FakeError(f"the configuration has no {required}")
-        if (self.props.get("CPUCount") or 0) < 1 or (self.props.get("memorySize") or 0) < 128 << 20:
-            return False, FakeError("CPU count or memory size is below the minimum")
-        return True, None
-
-
-class VZLinuxBootLoader(FakeObject):
-    PROPERTIES = ("kernelURL", "commandLine", "initialRamdiskURL")
-
-    def initWithKernelURL_(self, url: NSURL) -> Any:  # noqa: N802
-        self.props["kernelURL"] = url
-        return self._made("initWithKernelURL:", url)
-
-
-class VZEFIBootLoader(FakeObject):
-    PROPERTIES = ("variableStore",)
-
-
-class VZEFIVariableStore(FakeObject):
-    PROPERTIES = ("URL",)
-
-    def initCreatingVariableStoreAtURL_options_error_(self, url: NSURL, options: int, _e: None) -> tuple:  # noqa: N802
-        Path(url.path()).write_bytes(b"fake EFI variable store\n")
-        self.props["URL"] = url
-        return self._made("initCreatingVariableStoreAtURL:options:error:", url, options), None
-
-    def initWithURL_(self, url: NSURL) -> Any:  # noqa: N802
-        self.props["URL"] = url
-        return self._made("initWithURL:", url)
-
-
-class VZGenericMachineIdentifier(FakeObject):
-    def init(self) -> Any:
-        self._data = plistlib.dumps({"ECID": secrets.randbits(64)}, fmt=plistlib.FMT_BINARY)
-        return self._made("init")
-
-    def initWithDataRepresentation_(self, data: bytes) -> Any:  # noqa: N802
-        try:
-            parsed = plistlib.loads(bytes(data))
-        except Exception:  # noqa: BLE001 - any junk means "not an identifier", as the framework's nil
-            return None
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("ECID"), int):
-            return None
-        self._data = bytes(data)
-        return self._made("initWithDataRepresentation:", bytes(data))
-
-    def dataRepresentation(self) -> bytes:  # noqa: N802
-        return self._data
-
-
-class VZGenericPlatformConfiguration(FakeObject):
-    PROPERTIES = ("machineIdentifier", "nestedVirtualizationEnabled")
-
-    @classmethod
-    def isNestedVirtualizationSupported(cls) -> bool:  # noqa: N802
-        return cls.world.nested_supported
-
-
-class VZFileSerialPortAttachment(FakeObject):
-    PROPERTIES = ("URL", "append")
-
-    def initWithURL_append_error_(self, url: NSURL, append: bool, _e: None) -> tuple:  # noqa: N802
-        with open(url.path(), "ab" if append else "wb"):
-            pass
-        self.props.update(URL=url, append=append)
-        return self._made("initWithURL:append:error:", url, append), None
-
-
-class VZVirtioConsoleDeviceSerialPortConfiguration(FakeObject):
-    PROPERTIES = ("attachment",)
-
-
-class VZNATNetworkDeviceAttachment(FakeObject):
-    pass
-
-
-class VZMACAddress(FakeObject):
-    def initWithString_(self, text: str) -> Any:  # noqa: N802
-        parts = text.split(":")
-        if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts):
-            return None
-        self.text = text.lower()
-        return self._made("initWithString:", text)
-
-    def string(self) -> str:
-        return self.text
-
-
-class VZVirtioNetworkDeviceConfiguration(FakeObject):
-    PROPERTIES = ("attachment", "MACAddress")
-
-
-class VZDiskImageStorageDeviceAttachment(FakeObject):
-    PROPERTIES = ("URL", "readOnly", "cachingMode", "synchronizationMode")
-
-    def _attach(self, selector: str, url: NSURL, read_only: bool, *modes: int) -> tuple:
-        if not Path(url.path()).exists():
-            return None, FakeError(f"The file {url.path()} couldn't be opened because there is no such file.")
-        self.props.update(URL=url, readOnly=read_only)
-        if modes:
-            self.props.update(cachingMode=modes[0], synchronizationMode=modes[1])
-        return self._made(selector, url, read_only, *modes), None
-
-    def initWithURL_readOnly_error_(self, url: NSURL, read_only: bool, _e: None) -> tuple:  # noqa: N802
-        return self._attach("initWithURL:readOnly:error:", url, read_only)
-
-    def initWithURL_readOnly_cachingMode_synchronizationMode_error_(  # noqa: N802
-            self, url: NSURL, read_only: bool, caching: int, sync: int, _e: None) -> tuple:
-        return self._attach("initWithURL:readOnly:cachingMode:synchronizationMode:error:", url, read_only,
-                            caching, sync)
-
-
-class _StorageDevice(FakeObject):
-    PROPERTIES = ("attachment",)
-
-    def initWithAttachment_(self, attachment: Any) -> Any:  # noqa: N802
-        self.props["attachment"] = attachment
-        return self._made("initWithAttachment:", attachment)
-
-
-class VZVirtioBlockDeviceConfiguration(_StorageDevice):
-    pass
-
-
-class VZUSBMassStorageDeviceConfiguration(_StorageDevice):
-    pass
-
-
-class VZSharedDirectory(FakeObject):
-    PROPERTIES = ("URL", "readOnly")
-
-    def initWithURL_readOnly_(self, url: NSURL, read_only: bool) -> Any:  # noqa: N802
-        self.props.update(URL=url, readOnly=read_only)
-        return self._made("initWithURL:readOnly:", url, read_only)
-
-
-class VZSingleDirectoryShare(FakeObject):
-    PROPERTIES = ("directory",)
-
-    def initWithDirectory_(self, directory: VZSharedDirectory) -> Any:  # noqa: N802
-        self.props["directory"] = directory
-        return self._made("initWithDirectory:", directory)
-
-
-class VZVirtioFileSystemDeviceConfiguration(FakeObject):
-    PROPERTIES = ("tag", "share")
-
-    @classmethod
-    def validateTag_error_(cls, tag: str, _e: None) -> tuple[bool, Any]:  # noqa: N802
-        if not tag or len(tag.encode()) > 36:
-            return False, FakeError(f"invalid tag {tag!r}")
-        return True, None
-
-    def initWithTag_(self, tag: str) -> Any:  # noqa: N802
-        self.props["tag"] = tag
-        return self._made("initWithTag:", tag)
-
-
-class VZLinuxRosettaDirectoryShare(FakeObject):
-    PROPERTIES = ("options",)
-
-    @classmethod
-    def availability(cls) -> int:
-        return cls.world.rosetta_availability
-
-    @classmethod
-    def installRosettaWithCompletionHandler_(cls, handler: Callable[[Any], None]) -> None:  # noqa: N802
-        cls.world.calls.append("VZLinuxRosettaDirectoryShare.installRosettaWithCompletionHandler:")
-        cls.world.rosetta_availability = 2
-        threading.Thread(target=handler, args=(None,), daemon=True).start()
-
-    def initWithError_(self, _e: None) -> tuple:  # noqa: N802
-        if self.world.rosetta_availability != 2:
-            return None, FakeError("Rosetta is not installed")
-        return self._made("initWithError:"), None
-
-
-class VZLinuxRosettaAbstractSocketCachingOptions(FakeObject):
-    def initWithName_error_(self, name: str, _e: None) -> tuple:  # noqa: N802
-        return self._made("initWithName:error:", name), None
-
-
-class VZVirtioGraphicsScanoutConfiguration(FakeObject):
-    def initWithWidthInPixels_heightInPixels_(self, width: int, height: int) -> Any:  # noqa: N802
-        return self._made("initWithWidthInPixels:heightInPixels:", width, height)
-
-
-class VZVirtioGraphicsDeviceConfiguration(FakeObject):
-    PROPERTIES = ("scanouts",)
-
-
-class VZHostAudioOutputStreamSink(FakeObject):
-    pass
-
-
-class VZVirtioSoundDeviceOutputStreamConfiguration(FakeObject):
-    PROPERTIES = ("sink",)
-
-
-class VZVirtioSoundDeviceConfiguration(FakeObject):
-    PROPERTIES = ("streams",)
-
-
-class VZVirtioEntropyDeviceConfiguration(FakeObject):
-    pass
-
-
-class VZVirtioTraditionalMemoryBalloonDeviceConfiguration(FakeObject):
-    pass
-
-
-class VZVirtioSocketDeviceConfiguration(FakeObject):
-    pass
-
-
-class VZUSBScreenCoordinatePointingDeviceConfiguration(FakeObject):
-    pass
-
-
-class VZUSBKeyboardConfiguration(FakeObject):
-    pass
-
-
-class VZVirtualMachineView(FakeObject):
-    PROPERTIES = ("virtualMachine", "capturesSystemKeys", "automaticallyReconfiguresDisplay")
-
-    def initWithFrame_(self, frame: Any) -> Any:  # noqa: N802
-        return self._made("initWithFrame:", frame)
 
 
 # -- Virtualization: the machine ----------------------------------------------------------------
@@ -361,13 +152,29 @@ class VZVirtioSocketDevice(FakeObject):
         threading.Thread(target=handler, args=result, daemon=True).start()
 
 
+def _rosetta_cache(options: Any, guest_socket: str | None) -> str:
+    """Whether Rosetta in the guest reaches the caching daemon through *options*."""
+    if options is None:
+        return "not configured"
+    wanted = (options.path() if isinstance(options, devices.VZLinuxRosettaUnixSocketCachingOptions)
+              else "@" + options.name())
+    if guest_socket is None:
+        return f"unreachable: no rosettad in the guest (Rosetta asks {wanted})"
+    if wanted != guest_socket:
+        return f"unreachable: Rosetta asks {wanted}, rosettad listens on {guest_socket}"
+    return "connected"
+
+
 class VZVirtualMachine(FakeObject):
     def __init__(self) -> None:
         super().__init__()
         self._state = STOPPED
         self._config: Any = None
         self._queue: Any = None
+        self._locks: list[int] = []
         self.stop_requests = 0
+        #: set at start: "connected", "not configured", or "unreachable: <why>"
+        self.rosetta_cache: str | None = None
 
     def initWithConfiguration_queue_(self, config: Any, queue: Any) -> Any:  # noqa: N802
         self._config, self._queue = config, queue
@@ -409,11 +216,42 @@ class VZVirtualMachine(FakeObject):
             with open(port.props["attachment"].props["URL"].path(), "a") as f:
                 f.write(text)
 
+    def _take_disks(self) -> str | None:
+        """flock every disk image (exclusive when writable); the reason when one is in use."""
+        for device in self._config.props.get("storageDevices") or []:
+            attachment = device.props["attachment"]
+            path = attachment.props["URL"].path()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if attachment.props["readOnly"] else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._release_disks()
+                return f"The disk image {path} is in use by another virtual machine."
+            self._locks.append(fd)
+        return None
+
+    def _release_disks(self) -> None:
+        while self._locks:
+            os.close(self._locks.pop())
+
+    def _rosetta_options(self) -> Any:
+        for device in self._config.props.get("directorySharingDevices") or []:
+            share = device.props.get("share")
+            if isinstance(share, devices.VZLinuxRosettaDirectoryShare):
+                return share.props.get("options")
+        return False  # no Rosetta share at all
+
     def startWithCompletionHandler_(self, handler: Callable[[Any], None]) -> None:  # noqa: N802
         self._assert_on_queue()
-        if self.world.start_error:
-            self._later(0, lambda: handler(FakeError(self.world.start_error or "")))
+        failure = self.world.start_error or self._take_disks()
+        if failure:
+            self._release_disks()
+            self._later(0, lambda: handler(FakeError(failure or "")))
             return
+        options = self._rosetta_options()
+        if options is not False:
+            self.rosetta_cache = _rosetta_cache(options, self.world.rosetta_guest_socket)
         self._state = STARTING
 
         def running() -> None:
@@ -427,6 +265,7 @@ class VZVirtualMachine(FakeObject):
 
     def _power_off(self) -> None:
         self._serial("fake vz: the guest powered off\n")
+        self._release_disks()
         self._state = STOPPED
 
     def requestStopWithError_(self, _e: None) -> tuple[bool, Any]:  # noqa: N802
@@ -440,25 +279,25 @@ class VZVirtualMachine(FakeObject):
         return True, None
 
 
+# -- Security --------------------------------------------------------------------------------------------
+
+
+def _security(world: World) -> types.SimpleNamespace:
+    def copy_value(task: Any, name: str, _error: None) -> tuple[Any, Any]:
+        return (True if name == ENTITLEMENT and world.entitled else None), None
+
+    return types.SimpleNamespace(SecTaskCreateFromSelf=lambda allocator: object(),
+                                 SecTaskCopyValueForEntitlement=copy_value)
+
+
 # -- the bindings -------------------------------------------------------------------------------------
 
-_VZ_CLASSES = (
-    VZVirtualMachineConfiguration, VZLinuxBootLoader, VZEFIBootLoader, VZEFIVariableStore, VZGenericMachineIdentifier,
-    VZGenericPlatformConfiguration, VZFileSerialPortAttachment, VZVirtioConsoleDeviceSerialPortConfiguration,
-    VZNATNetworkDeviceAttachment, VZMACAddress, VZVirtioNetworkDeviceConfiguration,
-    VZDiskImageStorageDeviceAttachment, VZVirtioBlockDeviceConfiguration, VZUSBMassStorageDeviceConfiguration,
-    VZSharedDirectory, VZSingleDirectoryShare, VZVirtioFileSystemDeviceConfiguration, VZLinuxRosettaDirectoryShare,
-    VZLinuxRosettaAbstractSocketCachingOptions, VZVirtioGraphicsScanoutConfiguration,
-    VZVirtioGraphicsDeviceConfiguration, VZHostAudioOutputStreamSink, VZVirtioSoundDeviceOutputStreamConfiguration,
-    VZVirtioSoundDeviceConfiguration, VZVirtioEntropyDeviceConfiguration,
-    VZVirtioTraditionalMemoryBalloonDeviceConfiguration, VZVirtioSocketDeviceConfiguration,
-    VZUSBScreenCoordinatePointingDeviceConfiguration, VZUSBKeyboardConfiguration, VZVirtualMachine,
-    VZVirtioSocketDevice, VZVirtioSocketConnection, VZVirtualMachineView,
-)
+_MACHINE_CLASSES = (VZVirtualMachine, VZVirtioSocketDevice, VZVirtioSocketConnection)
 _CONSTANTS = dict(
     VZDiskImageCachingModeAutomatic=0, VZDiskImageCachingModeUncached=1, VZDiskImageCachingModeCached=2,
     VZDiskImageSynchronizationModeFull=1, VZDiskImageSynchronizationModeFsync=2,
     VZDiskImageSynchronizationModeNone=3,
+    VZEFIVariableStoreInitializationOptionAllowOverwrite=devices.ALLOW_OVERWRITE,
     VZVirtualMachineStateStopped=STOPPED, VZVirtualMachineStateRunning=RUNNING,
     VZVirtualMachineStatePaused=PAUSED, VZVirtualMachineStateError=ERROR, VZVirtualMachineStateStarting=STARTING,
     VZVirtualMachineStateStopping=STOPPING,
@@ -467,21 +306,48 @@ _CONSTANTS = dict(
 )
 
 
+class _Missing:
+    """A class member this macOS does not have: reading it raises AttributeError, as pyobjc does."""
+
+    def __init__(self, name: str, since: tuple[int, ...]) -> None:
+        self.message = f"{name} needs macOS {'.'.join(map(str, since))}"
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        raise AttributeError(self.message)
+
+
+def _available(name: str, world: World) -> bool:
+    since = devices.INTRODUCED.get(name)
+    if since is not None and world.macos < since:
+        return False
+    return not (name in devices.ARM64_ONLY and world.arch != "aarch64")
+
+
 def _bound(cls: type, world: World) -> type:
-    """A subclass of *cls* (same name) whose objects share *world*."""
-    return type(cls.__name__, (cls,), {"world": world, "__module__": __name__})
+    """A subclass of *cls* (same name) whose objects share *world* and lack what this macOS lacks."""
+    namespace: dict[str, Any] = {"world": world, "__module__": __name__}
+    hidden = [key.split(".", 1)[1] for key in devices.INTRODUCED
+              if key.startswith(cls.__name__ + ".") and not _available(key, world)]
+    if hidden:
+        namespace["PROPERTIES"] = tuple(p for p in getattr(cls, "PROPERTIES", ()) if p not in hidden)
+        for member in hidden:
+            if hasattr(cls, member):
+                namespace[member] = _Missing(f"{cls.__name__}.{member}", devices.INTRODUCED[f"{cls.__name__}.{member}"])
+    return type(cls.__name__, (cls,), namespace)
 
 
 def bindings(world: World | None = None) -> Bindings:
     """Fake pyobjc modules sharing *world* (a new one by default); ``.world`` is attached."""
     world = world or World()
-    vz = types.SimpleNamespace(**{c.__name__: _bound(c, world) for c in _VZ_CLASSES}, **_CONSTANTS)
+    classes = {c.__name__: _bound(c, world) for c in (*devices.CLASSES, *_MACHINE_CLASSES)
+               if _available(c.__name__, world)}
+    vz = types.SimpleNamespace(**classes, **_CONSTANTS)
     foundation = types.SimpleNamespace(
         NSURL=_bound(NSURL, world), NSDate=_bound(NSDate, world), NSMutableData=NSMutableData,
         NSMakeRect=lambda x, y, w, h: (x, y, w, h), NSDefaultRunLoopMode="kCFRunLoopDefaultMode")
     appkit = types.SimpleNamespace(NSApplication=_bound(NSApplication, world), NSWindow=_bound(NSWindow, world))
     modules = {"Virtualization": vz, "Foundation": foundation, "libdispatch": _libdispatch(), "AppKit": appkit,
-               "Quartz": _quartz()}
+               "Quartz": _quartz(), "Security": _security(world)}
 
     def refuse(name: str) -> Any:
         raise ImportError(f"the fake Virtualization bindings have no module {name}")
@@ -501,8 +367,19 @@ def describe(obj: Any) -> Any:
         out: dict[str, Any] = {"class": type(obj).__name__}
         if obj.initializer is not None and obj.initializer[0] != "init":
             out["init"] = [obj.initializer[0], *[describe(a) for a in obj.initializer[1]]]
-        if isinstance(obj, VZMACAddress):
+        if isinstance(obj, devices.VZMACAddress):
             out["string"] = obj.text
         out.update({k: describe(v) for k, v in obj.props.items()})
         return out
     return obj
+
+
+def guest_rosetta_socket(boot_script: bytes) -> str | None:
+    """The socket path the driver's Rosetta boot script links for rosettad (``socket_expected=...``)."""
+    for line in boot_script.decode().splitlines():
+        if line.startswith("socket_expected="):
+            return line.split("=", 1)[1].strip().strip("'\"")
+    return None
+
+
+__all__ = ["World", "bindings", "describe", "echo", "guest_rosetta_socket"]
