@@ -131,11 +131,14 @@ def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
     """Download the image (and kernel, initrd) if the instance has no disk yet; then CreateDisk."""
     inst_dir = Path(inst.dir)
     if not (inst_dir / filenames.IMAGE).exists() and not (inst_dir / filenames.DISK).exists():
-        _download_image(inst, progress, download_progress)
+        formats = host.info().features.supported_image_formats
+        _download_image(inst, formats, progress, download_progress)
     host.create_disk()
 
 
-def _download_image(inst: Instance, progress: Progress | None, download_progress: download.Progress | None) -> None:
+def _download_image(inst: Instance, formats: list[str], progress: Progress | None,
+                    download_progress: download.Progress | None) -> None:
+    """Fetch the first image of the instance's arch that can be fetched, in one of the driver's *formats*."""
     from . import download  # here: urllib and http cost every lima command and host agent 25-30 ms
 
     assert inst.config is not None and inst.config.images is not None
@@ -156,10 +159,13 @@ def _download_image(inst: Instance, progress: Progress | None, download_progress
                                progress=download_progress)
             download.fetch(image.location, inst_dir / filenames.IMAGE, digest=image.digest,
                            progress=download_progress)
+            converted = download.conform(inst_dir / filenames.IMAGE, formats, image.location)
+            if converted:
+                _say(progress, f"Converted the image from {converted} to raw (the driver takes {', '.join(formats)})")
             return
         except download.DownloadError as exc:
             failures.append(exc.message)
-            for f in (filenames.KERNEL, filenames.KERNEL_CMDLINE, filenames.INITRD):
+            for f in (filenames.KERNEL, filenames.KERNEL_CMDLINE, filenames.INITRD, filenames.IMAGE):
                 with contextlib.suppress(FileNotFoundError):
                     (inst_dir / f).unlink()
     if not failures:

@@ -49,10 +49,12 @@ def render(name: str) -> dict[str, str]:
             elif child.name.endswith(TEMPLATE_SUFFIX):
                 parts = [values["__PACKAGE__"] if p == "package" else p for p in rel]
                 path = "/".join([*parts, child.name[: -len(TEMPLATE_SUFFIX)]])
-                text = child.read_text(encoding="utf-8")
-                for key, value in values.items():
-                    text = text.replace(key, value)
-                out[path] = text
+                out[fill(path)] = fill(child.read_text(encoding="utf-8"))
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
 
     walk(root, ())
     return out
