@@ -338,6 +338,35 @@ def load_internal_class(entry: DriverEntry) -> type:
     return obj
 
 
+def executable_distribution(entry: DriverEntry) -> tuple[str, str] | None:
+    """(distribution, version) behind an external driver's executable, when Python installed it:
+    the console script a distribution declares, or an executable `lima drivers build-external`
+    wrote from an installed entry point. None for anything else (a Go binary, a script)."""
+    path = Path(entry.location)
+    for ep in metadata.entry_points(group="console_scripts", name=path.name):
+        scripts = {Path(sys.executable).parent, *self_dirs()}
+        if ep.dist is not None and path.parent in scripts:
+            return ep.dist.name, ep.dist.version
+    target = _built_target(path)
+    if target is not None:
+        for internal in internal_entries({}):
+            if internal.entry_point is not None and internal.entry_point.value == target and internal.distribution:
+                return internal.distribution, internal.version or ""
+    return None
+
+
+def _built_target(path: Path) -> str | None:
+    """The ``module:Class`` an executable written by ``lima drivers build-external`` serves, or None."""
+    from .external.build import served_target
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return None
+    return served_target(head.decode("utf-8", errors="replace"))
+
+
 def all_entries(registry: Registry) -> Iterable[DriverEntry]:
     """Winners and the entries they shadow, for `lima drivers list`."""
     for name in registry.names():

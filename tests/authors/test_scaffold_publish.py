@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import Venv, build_wheel, fresh_venv
 
+from conftest import Venv, build_wheel, fresh_venv
 from lima_core.cli import drivers_new
 
 NAME = "guesty"

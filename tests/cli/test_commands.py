@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import yaml
 
 from lima_core import __version__
+
+FAKE_DRIVER = "lima_core.testing.fakedriver:FakeDriver"
 
 
 def test_version_and_help(lima) -> None:
@@ -50,8 +53,31 @@ def test_drivers_list_shows_kind_location_and_shadowing(lima, fake_site: Path, d
     assert fake[0]["kind"] == "internal" and fake[0]["available"] == "yes"
     assert fake[0]["distribution"] == "lima-driver-fake 0.1"
     assert fake[1]["kind"] == "external" and fake[1]["shadowedBy"] == "internal"
-    table = lima("drivers", "list", ok=True).stdout
-    assert "shadowed by internal" in table
+    assert fake[1]["distribution"] == "lima-driver-fake 0.1"  # build-external wrote it from that entry point
+    table = lima("drivers", "list", ok=True).stdout.splitlines()
+    assert table[0].split() == ["NAME", "KIND", "AVAILABLE", "DISTRIBUTION", "LOCATION"]
+    assert table[1].split() == ["fake", "internal", "yes", "lima-driver-fake", "0.1", FAKE_DRIVER]
+    assert table[2].split() == ["fake", "external", "shadowed", "[1]", "lima-driver-fake", "0.1",
+                                str(driver_bin / "lima-driver-fake")]
+    assert table[4] == "[1] fake (external): shadowed by internal"
+
+
+def test_drivers_list_is_one_line_per_driver_at_80_columns(lima, fake_site: Path, driver_bin: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is folded: the columns before LOCATION fit 80 columns, reasons go to notes below."""
+    monkeypatch.syspath_prepend(str(fake_site))
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LIMA_LOAD_DRIVERS", "fake,vz,wsl2")
+    rows = json.loads(lima("drivers", "list", "--format", "json", ok=True).stdout)
+    lines = lima("drivers", "list", ok=True).stdout.splitlines()
+    table = lines[:len(rows) + 1]
+    assert [line.split()[0] for line in table[1:]] == [r["name"] for r in rows]
+    start = table[0].index("LOCATION")
+    assert start <= 80 - 20
+    for line, row in zip(table[1:], rows, strict=True):
+        assert line[start:] == (row["entryPoint"] or row["location"])  # never "internal" again
+    notes = [line for line in lines[len(rows) + 1:] if line]
+    assert any("needs macOS" in n for n in notes) and all(n.startswith("[") for n in notes)
 
 
 def test_drivers_list_reports_a_broken_driver(lima, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,11 +99,20 @@ def test_build_external_writes_a_working_executable(lima, fake_site: Path, tmp_p
     r = lima("drivers", "build-external", "fake", "--dest", str(dest), ok=True)
     exe = dest / "lima-driver-fake"
     assert exe.stat().st_mode & stat.S_IXUSR
-    assert "LIMA_EXTERNAL_DRIVERS=fake" in r.stderr
-    monkeypatch.setenv("LIMA_DRIVERS_PATH", str(dest))
-    monkeypatch.setenv("LIMA_EXTERNAL_DRIVERS", "fake")
+    # dest is not where lima looks: it says what to set, and setting exactly that works
+    said = re.search(r"set LIMA_DRIVERS_PATH=(\S+) and LIMA_EXTERNAL_DRIVERS=(\S+) \(", r.stderr)
+    assert said, r.stderr
+    assert said.group(1) == str(dest) and said.group(2) == "fake"
+    monkeypatch.setenv("LIMA_DRIVERS_PATH", said.group(1))
+    monkeypatch.setenv("LIMA_EXTERNAL_DRIVERS", said.group(2))
     out = json.loads(lima("info", ok=True).stdout)
     assert out["vmTypesEx"]["fake"]["location"] == str(exe)
+    # a second directory later on the path: it must come first
+    other = tmp_path / "other"
+    r = lima("drivers", "build-external", "fake", "--dest", str(other), ok=True)
+    assert f"set LIMA_DRIVERS_PATH={other}:$LIMA_DRIVERS_PATH (" in r.stderr
+    r = lima("drivers", "build-external", "fake", "--dest", str(dest), ok=True)
+    assert "lima uses it now" in r.stderr
     r = lima("drivers", "build-external", "nosuch", "--dest", str(dest), ok=False)
     assert "no internal driver named 'nosuch'" in r.stderr
 
