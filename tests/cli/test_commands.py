@@ -118,7 +118,7 @@ def test_build_external_writes_a_working_executable(lima, fake_site: Path, tmp_p
 
 
 def test_template_commands(lima, tmp_path: Path) -> None:
-    assert lima("template", "list", ok=True).stdout.split() == ["debian", "default", "ubuntu"]
+    assert lima("template", "list", ok=True).stdout.split() == ["debian", "default", "empty", "ubuntu"]
     shown = lima("template", "show", "default", ok=True).stdout
     assert "template:_images/ubuntu" in shown
     embedded = yaml.safe_load(lima("template", "show", "--embed", "template:default", ok=True).stdout)
@@ -166,6 +166,46 @@ def test_create_writes_lima_files(lima, driver_mode: str, fake_template: Path, l
     listed = json.loads(lima("list", "--format", "json", ok=True).stdout)
     assert listed["name"] == "one" and listed["status"] == "Stopped" and listed["cpus"] == 2
     assert listed["memory"] == 512 << 20 and listed["config"]["vmType"] == "fake"
+
+
+def test_create_converts_an_image_the_driver_does_not_take(lima, driver_mode: str, tmp_path: Path,
+                                                          lima_home: Path) -> None:
+    """DriverFeatures.supported_image_formats: a qcow2 image reaches a raw-only driver's create_disk as raw."""
+    import shutil
+    import subprocess
+
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is needed to make a qcow2 image")
+    raw = tmp_path / "src.raw"
+    raw.write_bytes(b"DISK" * 16384)
+    image = tmp_path / "src.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True)
+    for name, formats in (("rawonly", "[raw]"), ("both", "[raw, qcow2]")):
+        t = tmp_path / f"{name}.yaml"
+        t.write_text(f"vmType: fake\nimages:\n- location: {image}\nvmOpts:\n  fake:\n    imageFormats: {formats}\n"
+                     "mounts: []\n")
+        r = lima("create", str(t), ok=True)
+        disk = (lima_home / name / "disk").read_bytes()
+        if name == "rawonly":
+            assert "Converted the image from qcow2 to raw (the driver takes raw)" in r.stderr
+            assert disk == raw.read_bytes()
+        else:
+            assert "Converted" not in r.stderr and disk == image.read_bytes()
+
+
+def test_templates_without_a_disk_image(lima, driver_mode: str, tmp_path: Path, lima_home: Path) -> None:
+    """images: is required, the error says what to do instead, and template:empty works offline, also as a base."""
+    t = tmp_path / "noimage.yaml"
+    t.write_text("vmType: fake\nmounts: []\n")
+    r = lima("create", str(t), ok=False)
+    assert "images: at least one image is needed" in r.stderr
+    assert "`base: template:empty`" in r.stderr and "resolved against the template's directory" in r.stderr
+    lima("create", "--vm-type=fake", "--name", "try", "template:empty", ok=True)
+    assert (lima_home / "try" / "disk").stat().st_size == 0
+    t.write_text("base: template:empty\nvmType: fake\ncpus: 1\n")
+    lima("create", "--name", "based", str(t), ok=True)
+    cfg = yaml.safe_load((lima_home / "based" / "lima.yaml").read_text())
+    assert cfg["images"][0]["location"].endswith("/templates/_empty/empty.img")
 
 
 def test_create_from_stdin_needs_name(lima, fake_template: Path, driver_mode: str, lima_home: Path) -> None:
