@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def boot_to_ready(name: str, template: str, lima_env: Mapping[str, str | None], 
     if missing:
         pytest.skip(f"not checked: booting to READY needs OpenSSH's {' and '.join(missing)} on PATH "
                     "(the host agent reaches the guest with it)")
-    from .. import instance, registry
+    from .. import events, filenames, instance, registry
     from ..cli.create import load_template
 
     with tempfile.TemporaryDirectory(prefix="lkh-", dir="/tmp" if os.path.isdir("/tmp") else None) as home, \
@@ -94,11 +95,20 @@ def boot_to_ready(name: str, template: str, lima_env: Mapping[str, str | None], 
         except LimaError as exc:
             pytest.fail(f"`lima create --vm-type={name} {template}` failed: {exc.message}")
         inst_dir = Path(home) / INSTANCE
+        said: list[str] = []
         try:
+            started = time.monotonic()
             try:
-                instance.start(INSTANCE, timeout=timeout)
+                instance.start(INSTANCE, timeout=timeout, progress=said.append)
             except LimaError as exc:
+                if time.monotonic() - started >= timeout:  # the host agent was still waiting
+                    last = f" (the host agent's last word: {said[-1]!r})" if said else ""
+                    pytest.fail(f"did not boot to READY within {timeout:g} s{last}{_logs(inst_dir)}")
                 pytest.fail(f"did not boot to READY: {exc.message}{_logs(inst_dir)}")
+            ready = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
+            if ready is not None and ready.degraded:
+                pytest.fail(f"did not boot to READY: the host agent gave up waiting: {'; '.join(ready.errors)}"
+                            f"{_logs(inst_dir)}")
             try:
                 stopped = instance.stop(INSTANCE)
             except LimaError as exc:

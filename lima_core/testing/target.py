@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import registry, templates
 from ..errors import DriverNotFound, LimaError
 from ..host import DriverHost
 from ..limatype import Instance
@@ -163,7 +163,7 @@ def _external(name: str, scratch: Path) -> Target:
 
 def load_template(locator: str) -> dict[str, Any]:
     """The template as ``lima create`` would store it: embedded, layered, defaults filled."""
-    from .. import limayaml, templates
+    from .. import limayaml
 
     tmpl = templates.read(locator)
     cfg = limayaml.from_data(templates.embed(tmpl), tmpl.locator)
@@ -181,8 +181,9 @@ def prepare_boot(host: DriverHost, inst: Instance) -> None:
                     sshutil.public_keys(inst.config), inst.ssh_local_port)
 
 
-#: what the start check boots without a template: an empty image, fetched offline
-EMPTY_TEMPLATE = "template:empty"
+#: what the start check boots without a template (template:empty, read from lima-core itself so that
+#: LIMA_TEMPLATES_PATH cannot hide it): an empty image, fetched offline
+EMPTY_TEMPLATE = str(templates.BUILTIN_DIR / "empty.yaml")
 
 
 def driver_under_test(target: Target, template: str | None, boot_timeout: float | None = None) -> DriverUnderTest:

@@ -103,8 +103,8 @@ def test_the_placeholder_does_not_boot_the_test_guest(scratch_venv, installed: P
                          cwd=tmp_path, check=False)
     out = r.stdout
     assert r.returncode == 1, out + r.stderr
-    assert "boots to ready                            failed: did not boot to READY: instance 'kit' did not " \
-           "become ready within 15 s" in out
+    assert "boots to ready                            failed: did not boot to READY within 15 s (the host " \
+           "agent's last word: 'Waiting for SSH')" in out
     assert f"{NAME} does not conform to the driver contract: 1 check(s) failed (boots to ready)" in out
 
 

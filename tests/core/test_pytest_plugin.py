@@ -146,8 +146,8 @@ def test_a_guest_that_never_answers_does_not_conform(empty: Path, tmp_path: Path
     r = run_pytest(empty, "--lima-driver", "fake", "--lima-driver-template", str(template),
                    "--lima-driver-boot-timeout", "4", pythonpath=[site], LIMA_LOAD_DRIVERS="fake")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert ("boots to ready                            failed: did not boot to READY: instance 'kit' did not "
-            "become ready within 4 s") in r.stdout
+    assert ("boots to ready                            failed: did not boot to READY within 4 s (the host "
+            "agent's last word: 'Waiting for SSH')") in r.stdout
     assert "fake does not conform to the driver contract: 1 check(s) failed (boots to ready)" in r.stdout
 
 
