@@ -121,7 +121,7 @@ def discover(argv0: str | None = None, env: dict[str, str] | None = None) -> Reg
     # A driver configured as external that no Lima path provides: use the
     # console script its distribution installed beside `lima`.
     for name in sorted(external_names - drivers.keys()):
-        script = _console_script(name, argv0)
+        script = console_script(name, argv0)
         if script is not None:
             drivers[name] = DriverEntry(name, EXTERNAL, str(script), "console script",
                                         note=f"listed in {EXTERNAL_DRIVERS_ENV}")
@@ -301,7 +301,8 @@ def libexec_dirs(argv0: str | None = None) -> list[Path]:
     return out
 
 
-def _console_script(name: str, argv0: str | None) -> Path | None:
+def console_script(name: str, argv0: str | None = None) -> Path | None:
+    """The console script ``lima-driver-<name>`` beside the running lima or this Python, if there is one."""
     exe = f"{EXECUTABLE_PREFIX}{name}" + (".exe" if IS_WINDOWS else "")
     candidates = [d / exe for d in self_dirs(argv0)] + [Path(sys.executable).parent / exe]
     return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)

@@ -62,7 +62,7 @@ def list_(format_: str = typer.Option("table", "--format", help="table or json")
     for name in reg.names():
         winner = reg.drivers[name]
         entries = [winner, *winner.shadows]
-        script = _unused_console_script(reg, name) if winner.kind == registry.INTERNAL else None
+        script = _unused_console_script(name) if winner.kind == registry.INTERNAL else None
         for entry in entries + ([script] if script else []):
             shadowed = entry is not winner and entry is not script
             dist = (entry.distribution, entry.version) if entry.distribution else \
@@ -86,11 +86,11 @@ def list_(format_: str = typer.Option("table", "--format", help="table or json")
         info(f"WARNING: {msg}")
 
 
-def _unused_console_script(reg: Any, name: str) -> Any:
+def _unused_console_script(name: str) -> Any:
     """The console script of internal driver *name*, which lima uses once LIMA_EXTERNAL_DRIVERS lists it."""
     from .. import registry
 
-    path = registry._console_script(name, None)
+    path = registry.console_script(name)
     if path is None:
         return None
     return registry.DriverEntry(name, registry.EXTERNAL, str(path), "console script",
