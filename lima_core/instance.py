@@ -129,11 +129,18 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
 def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
             download_progress: download.Progress | None = None) -> None:
     """Download the image (and kernel, initrd) if the instance has no disk yet; then CreateDisk."""
+    fetch_images(inst, host, progress, download_progress)
+    host.create_disk()
+
+
+def fetch_images(inst: Instance, host: DriverHost, progress: Progress | None = None,
+                 download_progress: download.Progress | None = None) -> None:
+    """Put the image (and kernel, initrd) into the instance directory, unless it has ``image`` or ``disk``,
+    in a format the driver takes (``DriverFeatures.supported_image_formats``)."""
     inst_dir = Path(inst.dir)
     if not (inst_dir / filenames.IMAGE).exists() and not (inst_dir / filenames.DISK).exists():
         formats = host.info().features.supported_image_formats
         _download_image(inst, formats, progress, download_progress)
-    host.create_disk()
 
 
 def _download_image(inst: Instance, formats: list[str], progress: Progress | None,

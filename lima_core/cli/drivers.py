@@ -46,7 +46,7 @@ def _availability(entry: Any) -> str:
     return "yes"
 
 
-#: the table's columns; LOCATION, the one of unbounded width, comes last and is never folded
+#: the table's columns; LOCATION (an executable's path), the one of unbounded width, comes last, never folded
 COLUMNS = ("NAME", "KIND", "AVAILABLE", "DISTRIBUTION", "LOCATION")
 
 
@@ -61,10 +61,8 @@ def list_(format_: str = typer.Option("table", "--format", help="table or json")
     rows = []
     for name in reg.names():
         winner = reg.drivers[name]
-        entries = [winner, *winner.shadows]
-        script = _unused_console_script(name) if winner.kind == registry.INTERNAL else None
-        for entry in entries + ([script] if script else []):
-            shadowed = entry is not winner and entry is not script
+        for entry in [winner, *winner.shadows]:
+            shadowed = entry is not winner
             dist = (entry.distribution, entry.version) if entry.distribution else \
                 registry.executable_distribution(entry) if entry.is_external else None
             rows.append({
@@ -74,7 +72,7 @@ def list_(format_: str = typer.Option("table", "--format", help="table or json")
                 "entryPoint": entry.entry_point.value if entry.entry_point is not None else "",
                 "source": entry.source,
                 "distribution": " ".join(filter(None, dist)) if dist else "",
-                "available": ("-" if shadowed or entry is script else _availability(entry) if check else "unchecked"),
+                "available": ("-" if shadowed else _availability(entry) if check else "unchecked"),
                 "shadowedBy": winner.location if shadowed else "",
                 "note": entry.note,
             })
@@ -84,18 +82,6 @@ def list_(format_: str = typer.Option("table", "--format", help="table or json")
         _table(rows)
     for msg in reg.warnings:
         info(f"WARNING: {msg}")
-
-
-def _unused_console_script(name: str) -> Any:
-    """The console script of internal driver *name*, which lima uses once LIMA_EXTERNAL_DRIVERS lists it."""
-    from .. import registry
-
-    path = registry.console_script(name)
-    if path is None:
-        return None
-    return registry.DriverEntry(name, registry.EXTERNAL, str(path), "console script",
-                                note=f"the internal driver's console script: lima uses it instead when "
-                                     f"{registry.EXTERNAL_DRIVERS_ENV} lists the driver")
 
 
 def _table(rows: list[dict[str, str]]) -> None:
@@ -117,12 +103,12 @@ def _table(rows: list[dict[str, str]]) -> None:
         if r["shadowedBy"]:
             available = noted("shadowed", f"{what}: shadowed by {r['shadowedBy']}" +
                               (f"; {r['note']}" if r["note"] else ""))
-        elif available == "-":
-            available = noted("unused", r["note"]) if r["note"] else "-"
         elif ": " in available:
             status, _, reason = available.partition(": ")
             available = noted(status, f"{what}: {reason}")
-        location = r["entryPoint"] or r["location"]
+        # An internal driver has no file of its own: its distribution says where it comes from (and
+        # --format json its entry point). An executable's path can be long: it goes last, unfolded.
+        location = "-" if r["kind"] == "internal" else r["location"]
         if location.startswith(home + os.sep):
             location = "~" + location[len(home):]
         lines.append((r["name"], r["kind"], available, r["distribution"] or "-", location))

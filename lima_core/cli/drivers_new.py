@@ -86,6 +86,7 @@ def new(
     info(f"Wrote {project}. Next:\n"
          f"  pip install -e '{project}[test]'\n"
          f"  lima drivers list\n"
+         f"  lima create --vm-type={name} --name try template:empty\n"
          f"  pytest {project}\n"
          f"  pytest --lima-driver {name}\n"
          f"Then fill in the TODOs in {project / names(name)['__PACKAGE__'] / 'driver.py'}; README.md says what.")

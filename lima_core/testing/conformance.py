@@ -63,7 +63,7 @@ class DriverUnderTest:
     make: Callable[[Path], DriverHost]
     #: lima.yaml for a bootable instance, or None if the driver cannot boot here
     boot_config: dict[str, Any] | None = None
-    #: prepares the instance dir before start (e.g. writes cidata), if the driver needs it
+    #: prepares the instance dir before start, after create_disk (e.g. writes cidata), if the driver needs it
     prepare_boot: Callable[[DriverHost, Instance], None] | None = None
     #: True when boot_config is only a guess: a typed refusal to boot skips the start check
     boot_optional: bool = False
@@ -75,6 +75,8 @@ class DriverUnderTest:
     executable: str | None = None
     #: seconds the boot to READY may take
     boot_timeout: float = 240.0
+    #: puts the images into the instance dir after create, before create_disk (lima create's download)
+    fetch_images: Callable[[DriverHost, Instance], None] | None = None
 
 
 def host_for(driver: object, name: str | None = None) -> DriverHost:
@@ -250,15 +252,16 @@ class ConformanceSuite:
         inst.ssh_local_port = free_port()  # as the host agent does before configure
         host = dut.make(Path(inst.dir))
         try:
-            # lima create's order: configure, validate, create, fetch the image, create_disk;
+            # lima create's order: configure, validate, create, fetch the images, create_disk;
             # then the host agent's: cidata (info, boot_scripts), start.
             host.configure(inst)
             host.validate()
             host.create()
+            if dut.fetch_images:
+                dut.fetch_images(host, inst)
+            host.create_disk()
             if dut.prepare_boot:
                 dut.prepare_boot(host, inst)
-            else:
-                host.create_disk()
             handle = host.start()
         except REFUSALS as exc:
             if not dut.boot_optional:

@@ -170,13 +170,19 @@ def load_template(locator: str) -> dict[str, Any]:
     return cfg.to_json()
 
 
+def fetch_images(host: DriverHost, inst: Instance) -> None:
+    """What ``lima create`` does between ``create`` and ``create_disk``: fetch the images."""
+    from .. import instance
+
+    instance.fetch_images(inst, host)
+
+
 def prepare_boot(host: DriverHost, inst: Instance) -> None:
-    """What ``lima create`` and the host agent do before ``start``: fetch, create_disk, cidata."""
-    from .. import cidata, instance, sshutil
+    """What the host agent does after ``create_disk``, before ``start``: write cidata."""
+    from .. import cidata, sshutil
     from ..users import guest_user
 
     assert inst.config is not None
-    instance.prepare(inst, host)
     cidata.generate(inst, host.info(), host.boot_scripts(), guest_user(inst.config),
                     sshutil.public_keys(inst.config), inst.ssh_local_port)
 
@@ -198,6 +204,6 @@ def driver_under_test(target: Target, template: str | None, boot_timeout: float 
         raise LimaError(f"--lima-driver-template {template}: {exc.message}") from None
     config["vmType"] = target.name
     timeout = {} if boot_timeout is None else {"boot_timeout": boot_timeout}
-    return DriverUnderTest(target.name, mode, target.make, boot_config=config, prepare_boot=prepare_boot,
-                           boot_optional=template is None, template=locator, lima_env=dict(target.lima_env),
+    return DriverUnderTest(target.name, mode, target.make, boot_config=config, fetch_images=fetch_images,
+                           prepare_boot=prepare_boot, boot_optional=template is None, template=locator, lima_env=dict(target.lima_env),
                            executable=target.executable, **timeout)
