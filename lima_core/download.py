@@ -154,6 +154,54 @@ def _cached(url: str, want: tuple[str, str] | None, progress: Progress | None) -
     return data
 
 
+def conform(image: Path, formats: list[str], location: str) -> str | None:
+    """Make the fetched *image* one of the driver's *formats* (``DriverFeatures.supported_image_formats``).
+
+    As Lima's downloader does: an empty list takes every format; an ISO 9660
+    image is kept (drivers make it the ``iso``); any other format the driver
+    does not list is converted to raw, which the driver must list. A remote
+    image's conversion is cached beside its download (``imgconv/raw``), so the
+    next instance of it is not converted again. Returns the format converted
+    from, or None.
+    """
+    from . import imageformat
+
+    if not formats:
+        return None
+    fmt = imageformat.detect(image)
+    if fmt in formats or fmt == imageformat.ISO9660:
+        return None
+    if "raw" not in formats:
+        raise DownloadError(f"{location} is a {fmt} image; the driver takes only {', '.join(formats)} "
+                            "(its DriverFeatures.supported_image_formats), and converting is only possible to raw")
+    entry = cache_entry(location) if is_remote(location) else None
+    cached = entry / "imgconv" / "raw" if entry is not None else None
+    try:
+        if cached is not None and entry is not None and cached.is_file() and \
+                cached.stat().st_mtime >= (entry / "data").stat().st_mtime:
+            _copy_into(cached, image)
+            return fmt
+        imageformat.convert_to_raw(image, image, fmt)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            _copy_into(image, cached)
+    except imageformat.ImageFormatError as exc:
+        raise DownloadError(exc.message) from None
+    except OSError as exc:
+        raise DownloadError(f"cannot convert {location} to raw: {exc.strerror or exc}") from exc
+    return fmt
+
+
+def _copy_into(source: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.copy")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def _cached_digest_ok(entry: Path, data: Path, want: tuple[str, str]) -> bool:
     recorded = entry / f"{want[0]}.digest"
     if recorded.exists() and recorded.read_text().strip() == f"{want[0]}:{want[1]}":

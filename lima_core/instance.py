@@ -130,13 +130,23 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
 def prepare(inst: Instance, host: DriverHost, progress: Progress | None = None,
             download_progress: download.Progress | None = None) -> None:
     """Download the image (and kernel, initrd) if the instance has no disk yet; then CreateDisk."""
-    inst_dir = Path(inst.dir)
-    if not (inst_dir / filenames.IMAGE).exists() and not (inst_dir / filenames.DISK).exists():
-        _download_image(inst, progress, download_progress)
+    fetch_images(inst, host, progress, download_progress)
     host.create_disk()
 
 
-def _download_image(inst: Instance, progress: Progress | None, download_progress: download.Progress | None) -> None:
+def fetch_images(inst: Instance, host: DriverHost, progress: Progress | None = None,
+                 download_progress: download.Progress | None = None) -> None:
+    """Put the image (and kernel, initrd) into the instance directory, unless it has ``image`` or ``disk``,
+    in a format the driver takes (``DriverFeatures.supported_image_formats``)."""
+    inst_dir = Path(inst.dir)
+    if not (inst_dir / filenames.IMAGE).exists() and not (inst_dir / filenames.DISK).exists():
+        formats = host.info().features.supported_image_formats
+        _download_image(inst, formats, progress, download_progress)
+
+
+def _download_image(inst: Instance, formats: list[str], progress: Progress | None,
+                    download_progress: download.Progress | None) -> None:
+    """Fetch the first image of the instance's arch that can be fetched, in one of the driver's *formats*."""
     from . import download  # here: urllib and http would cost every lima command and host agent their import
 
     assert inst.config is not None and inst.config.images is not None
@@ -157,10 +167,13 @@ def _download_image(inst: Instance, progress: Progress | None, download_progress
                                progress=download_progress)
             download.fetch(image.location, inst_dir / filenames.IMAGE, digest=image.digest,
                            progress=download_progress)
+            converted = download.conform(inst_dir / filenames.IMAGE, formats, image.location)
+            if converted:
+                _say(progress, f"Converted the image from {converted} to raw (the driver takes {', '.join(formats)})")
             return
         except download.DownloadError as exc:
             failures.append(exc.message)
-            for f in (filenames.KERNEL, filenames.KERNEL_CMDLINE, filenames.INITRD):
+            for f in (filenames.KERNEL, filenames.KERNEL_CMDLINE, filenames.INITRD, filenames.IMAGE):
                 with contextlib.suppress(FileNotFoundError):
                     (inst_dir / f).unlink()
     if not failures:

@@ -19,7 +19,42 @@ from .units import parse_size
 
 @model
 class DriverFeatures(JSONModel):
-    """Lima's ``driver.DriverFeatures``: what a driver can do."""
+    """Lima's ``driver.DriverFeatures``: what a driver can do, and so what the host does for it.
+
+    Every field is read by lima-core's host (or, for one, only by Lima's); a
+    driver of Lima's (``limactl``) sends and reads the same JSON keys.
+
+    :ivar can_run_gui: the VM has a window. After ``start`` the host agent calls
+        ``run_gui``, which returns when the VM ends, instead of waiting on the
+        start stream alone.
+    :ivar dynamic_ssh_address: the guest is not reached at 127.0.0.1. After ``start``
+        and ``additional_setup_for_ssh`` the host agent calls ``ssh_address`` and
+        writes that address into ``ssh.config``. False: 127.0.0.1.
+    :ivar static_ssh_port: the driver chooses the SSH port. False (default): the
+        host picks it (``ssh.localPort``, or a free port) and sets
+        ``instance.ssh_local_port`` before ``configure``, and the driver forwards that
+        port to the guest's 22. True: the host leaves ``ssh_local_port`` to the
+        driver (``configure`` or ``inspect_status`` sets it) and connects there (to its
+        own pick if the driver sets none).
+    :ivar skip_socket_forwarding: Lima's host agent then does not forward
+        ``portForwards[].guestSocket`` over SSH (wsl2 sets it). lima-core's host agent
+        forwards no guest sockets (it has no ``portForwards``), so only Lima reads it.
+    :ivar no_cloud_init: the guest has no cloud-init. cidata is written as the
+        directory ``cidata/`` in the instance directory instead of ``cidata.iso``, and
+        ``lima.env`` says ``LIMA_CIDATA_NO_CLOUD_INIT=1``; the guest must do what
+        cloud-init would with it (create the user, install the SSH keys, run ``boot.sh``).
+    :ivar rosetta_enabled: written to the guest as ``LIMA_CIDATA_ROSETTA_ENABLED``
+        ("true" or "false", always "false" with ``plain: true``), for its boot scripts
+        to mount Rosetta (vz on Apple silicon).
+    :ivar rosetta_bin_fmt: written as ``LIMA_CIDATA_ROSETTA_BINFMT``, as above: register
+        Rosetta with binfmt_misc in the guest.
+    :ivar supported_image_formats: the disk image formats ``create_disk`` takes
+        (``qemu-img``'s names: "raw", "qcow2", "vmdk", "vhdx", ...). When the fetched
+        image is in another format, the host converts it to raw (with ``qemu-img``)
+        before ``create_disk``, as Lima's downloader does, and caches the conversion
+        beside the download; "raw" must then be listed, or the image is refused. An ISO
+        9660 image is never converted. Empty: every image as fetched.
+    """
 
     can_run_gui: bool = key("canRunGui", False, omitempty=True)
     dynamic_ssh_address: bool = key("dynamicSSHAddress", False)
@@ -33,7 +68,17 @@ class DriverFeatures(JSONModel):
 
 @model
 class Info(JSONModel):
-    """Lima's ``driver.Info``: what a driver says about itself and its instance."""
+    """Lima's ``driver.Info``: what a driver says about itself and its instance.
+
+    :ivar name: the vmType the driver serves (the conformance kit checks it).
+    :ivar vsock_port: the guest agent's vsock port, written to the guest as
+        ``LIMA_CIDATA_VSOCK_PORT``; 0: no vsock. With 0 and no ``virtio_port``,
+        ``forward_guest_agent`` defaults to True.
+    :ivar virtio_port: the guest agent's virtio-serial port name
+        (``LIMA_CIDATA_VIRTIO_PORT``); "": none.
+    :ivar instance_dir: the instance directory, once configured; "" before.
+    :ivar features: a :class:`DriverFeatures`.
+    """
 
     name: str = key("name", "")
     vsock_port: int = key("vsockPort", 0)

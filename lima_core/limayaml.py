@@ -263,7 +263,10 @@ def validate(cfg: LimaYAML) -> None:
     if cfg.arch not in ARCHES:
         raise ConfigError(f"arch: {cfg.arch!r} is not supported; use one of {', '.join(ARCHES)}")
     if not cfg.images:
-        raise ConfigError("images: at least one image is needed")
+        raise ConfigError("images: at least one image is needed (lima fetches it into the instance directory "
+                          "for the driver's create_disk); for a driver that boots no disk image, name any local "
+                          "file (a relative location is resolved against the template's directory), or start "
+                          "the template with `base: template:empty`")
     for i, image in enumerate(cfg.images):
         if not image.location:
             raise ConfigError(f"images[{i}].location: must not be empty")

@@ -121,7 +121,7 @@ def discover(argv0: str | None = None, env: dict[str, str] | None = None) -> Reg
     # A driver configured as external that no Lima path provides: use the
     # console script its distribution installed beside `lima`.
     for name in sorted(external_names - drivers.keys()):
-        script = _console_script(name, argv0)
+        script = console_script(name, argv0)
         if script is not None:
             drivers[name] = DriverEntry(name, EXTERNAL, str(script), "console script",
                                         note=f"listed in {EXTERNAL_DRIVERS_ENV}")
@@ -301,7 +301,8 @@ def libexec_dirs(argv0: str | None = None) -> list[Path]:
     return out
 
 
-def _console_script(name: str, argv0: str | None) -> Path | None:
+def console_script(name: str, argv0: str | None = None) -> Path | None:
+    """The console script ``lima-driver-<name>`` beside the running lima or this Python, if there is one."""
     exe = f"{EXECUTABLE_PREFIX}{name}" + (".exe" if IS_WINDOWS else "")
     candidates = [d / exe for d in self_dirs(argv0)] + [Path(sys.executable).parent / exe]
     return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
@@ -336,6 +337,35 @@ def load_internal_class(entry: DriverEntry) -> type:
         raise DriverLoadError(f"driver {entry.name!r}{origin}: entry point {entry.entry_point.value} "
                               "is not a driver class")
     return obj
+
+
+def executable_distribution(entry: DriverEntry) -> tuple[str, str] | None:
+    """(distribution, version) behind an external driver's executable, when Python installed it:
+    the console script a distribution declares, or an executable `lima drivers build-external`
+    wrote from an installed entry point. None for anything else (a Go binary, a script)."""
+    path = Path(entry.location)
+    for ep in metadata.entry_points(group="console_scripts", name=path.name):
+        scripts = {Path(sys.executable).parent, *self_dirs()}
+        if ep.dist is not None and path.parent in scripts:
+            return ep.dist.name, ep.dist.version
+    target = _built_target(path)
+    if target is not None:
+        for internal in internal_entries({}):
+            if internal.entry_point is not None and internal.entry_point.value == target and internal.distribution:
+                return internal.distribution, internal.version or ""
+    return None
+
+
+def _built_target(path: Path) -> str | None:
+    """The ``module:Class`` an executable written by ``lima drivers build-external`` serves, or None."""
+    from .external.build import served_target
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1024)
+    except OSError:
+        return None
+    return served_target(head.decode("utf-8", errors="replace"))
 
 
 def all_entries(registry: Registry) -> Iterable[DriverEntry]:

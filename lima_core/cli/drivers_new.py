@@ -49,10 +49,12 @@ def render(name: str) -> dict[str, str]:
             elif child.name.endswith(TEMPLATE_SUFFIX):
                 parts = [values["__PACKAGE__"] if p == "package" else p for p in rel]
                 path = "/".join([*parts, child.name[: -len(TEMPLATE_SUFFIX)]])
-                text = child.read_text(encoding="utf-8")
-                for key, value in values.items():
-                    text = text.replace(key, value)
-                out[path] = text
+                out[fill(path)] = fill(child.read_text(encoding="utf-8"))
+
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace(key, value)
+        return text
 
     walk(root, ())
     return out
@@ -84,6 +86,7 @@ def new(
     info(f"Wrote {project}. Next:\n"
          f"  pip install -e '{project}[test]'\n"
          f"  lima drivers list\n"
+         f"  lima create --vm-type={name} --name try template:empty\n"
          f"  pytest {project}\n"
          f"  pytest --lima-driver {name}\n"
          f"Then fill in the TODOs in {project / names(name)['__PACKAGE__'] / 'driver.py'}; README.md says what.")

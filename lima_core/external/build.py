@@ -8,6 +8,7 @@ Python script bound to this interpreter that calls :func:`main_for`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,17 @@ _SCRIPT = """#!{python}
 from lima_core.external import main_for
 main_for({target!r})()
 """
+
+
+_TARGET_LINE = re.compile(r"^main_for\((['\"])(?P<target>[^'\"]+)\1\)\(\)$", re.M)
+
+
+def served_target(text: str) -> str | None:
+    """The ``module:Class`` an executable written here serves, read back from its text (None if not ours)."""
+    if "# Written by lima-core" not in text:
+        return None
+    m = _TARGET_LINE.search(text)
+    return m.group("target") if m else None
 
 
 def write_executable(dest_dir: Path, name: str, target: str, python: str | None = None) -> Path:

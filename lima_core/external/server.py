@@ -118,7 +118,7 @@ class _Servicer:
                     return rpc.Empty()
                 return wire.response(result)
             except Exception as exc:  # every failure becomes a typed status
-                if not isinstance(exc, LimaError):
+                if not isinstance(exc, LimaError) or exc.__cause__ is not None:  # a crash: keep its traceback
                     log.exception("%s failed", hook)
                 rpc.abort_with(context, exc)
                 raise AssertionError("unreachable") from exc
@@ -130,6 +130,8 @@ class _Servicer:
         try:
             handle = host.start()
         except Exception as exc:
+            if not isinstance(exc, LimaError) or exc.__cause__ is not None:  # a crash: keep its traceback
+                log.exception("start failed")
             yield rpc.start_message(str(exc) or type(exc).__name__)
             rpc.abort_with(context, exc)
             return

@@ -13,7 +13,13 @@ suite checks the contract written in :mod:`lima_core.hookspecs`:
 - read-only calls (``info``, ``forward_guest_agent``) are safe concurrently;
 - ``inspect_status`` answers on an instance this driver object never configured;
 - when the driver can boot here, the start stream says "started", carries
-  errors, and ends after ``stop``.
+  errors, and ends after ``stop``; before ``start`` the instance is prepared
+  in ``lima create``'s order (configure, validate, create, the image fetched,
+  create_disk, cidata);
+- given a template with a guest, the driver boots it to READY through the code
+  ``lima start`` runs (SSH answers and the guest wrote boot-done), and stops
+  it gracefully. Without a template this check is skipped, and the kit's
+  summary says the driver was not shown to conform.
 
 Driver authors need not subclass anything: ``pytest --lima-driver NAME`` runs
 this suite against any installed driver (see :mod:`lima_core.testing.plugin`).
@@ -57,10 +63,33 @@ class DriverUnderTest:
     make: Callable[[Path], DriverHost]
     #: lima.yaml for a bootable instance, or None if the driver cannot boot here
     boot_config: dict[str, Any] | None = None
-    #: prepares the instance dir before start (e.g. writes cidata), if the driver needs it
+    #: prepares the instance dir before start, after create_disk (e.g. writes cidata), if the driver needs it
     prepare_boot: Callable[[DriverHost, Instance], None] | None = None
     #: True when boot_config is only a guess: a typed refusal to boot skips the start check
     boot_optional: bool = False
+    #: a template (locator) with a guest the driver boots to READY; None skips that check
+    template: str | None = None
+    #: environment variables (None: unset) under which `lima` picks this driver, e.g. LIMA_EXTERNAL_DRIVERS
+    lima_env: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    #: the external executable `lima` must pick under lima_env; None: the internal driver
+    executable: str | None = None
+    #: seconds the boot to READY may take
+    boot_timeout: float = 240.0
+    #: puts the images into the instance dir after create, before create_disk (lima create's download)
+    fetch_images: Callable[[DriverHost, Instance], None] | None = None
+
+
+def host_for(driver: object, name: str | None = None) -> DriverHost:
+    """*driver* (an object of your driver class) as lima calls it, for your own tests.
+
+    The result has a method per hook, called with keyword arguments
+    (``host.configure(instance=inst)`` or ``host.configure(inst)``,
+    ``host.start()``, ``host.create_snapshot(tag="t")``); a hook the driver
+    does not implement gives the contract's fallback, as in lima; a crash
+    becomes a ``DriverError`` naming the hook. ``host.implements(hook)`` says
+    whether the driver has it.
+    """
+    return DriverHost(driver, name)
 
 
 def new_instance(directory: Path, vm_type: str, config: dict[str, Any] | None = None) -> Instance:
@@ -144,34 +173,38 @@ class ConformanceSuite:
     def test_info_before_configure(self, dut: DriverUnderTest, tmp_path: Path) -> None:
         host = dut.make(tmp_path / "fresh")
         info = host.info()
-        assert isinstance(info, Info)
-        assert info.name == dut.name
-        assert info.vsock_port >= 0
+        assert isinstance(info, Info), f"info returned {type(info).__name__}, not Info"
+        assert info.name == dut.name, f"info names the driver {info.name!r}, not {dut.name!r}"
+        assert info.vsock_port >= 0, f"info's vsock_port is {info.vsock_port}"
 
     def test_configure_keeps_unknown_fields(self, dut: DriverUnderTest, tmp_path: Path) -> None:
         inst = new_instance(tmp_path / "inst", dut.name, {"futureField": {"nested": [1, 2]}})
         inst.extra["futureInstanceKey"] = "kept"
         host = dut.make(Path(inst.dir))
         out = host.configure(inst)
-        assert out.extra.get("futureInstanceKey") == "kept"
-        assert out.config is not None
-        assert out.config.extra.get("futureField") == {"nested": [1, 2]}
-        assert out.config.vm_type == dut.name
+        assert out.extra.get("futureInstanceKey") == "kept", \
+            "configure dropped an instance field it does not know (futureInstanceKey); leave such fields alone"
+        assert out.config is not None, "configure dropped the instance's config"
+        assert out.config.extra.get("futureField") == {"nested": [1, 2]}, \
+            "configure dropped a lima.yaml field it does not know (futureField); leave such fields alone"
+        assert out.config.vm_type == dut.name, f"configure left vmType {out.config.vm_type!r}, not {dut.name!r}"
 
     def test_create_is_idempotent(self, configured: tuple[DriverHost, Instance]) -> None:
         host, inst = configured
         host.create()
         before = sorted(p.name for p in Path(inst.dir).iterdir())
         host.create()
-        assert sorted(p.name for p in Path(inst.dir).iterdir()) == before
+        after = sorted(p.name for p in Path(inst.dir).iterdir())
+        assert after == before, (f"a second create changed the instance directory (before: {before}, after: "
+                                 f"{after}); create must do nothing on an existing instance")
 
     def test_boot_script_keys(self, configured: tuple[DriverHost, Instance]) -> None:
         host, _ = configured
         scripts = host.boot_scripts()
-        assert isinstance(scripts, dict)
+        assert isinstance(scripts, dict), f"boot_scripts returned {type(scripts).__name__}, not a dict"
         for key, content in scripts.items():
             assert BOOT_SCRIPT_KEY.match(key), f"bad boot script key {key!r}"
-            assert isinstance(content, bytes)
+            assert isinstance(content, bytes), f"boot script {key!r} is {type(content).__name__}, not bytes"
 
     def test_every_hook_answers_or_raises_typed(self, configured: tuple[DriverHost, Instance]) -> None:
         host, inst = configured
@@ -206,8 +239,8 @@ class ConformanceSuite:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             infos = list(pool.map(lambda _: host.info(), range(32)))
             forwards = list(pool.map(lambda _: host.forward_guest_agent(), range(32)))
-        assert all(i == infos[0] for i in infos)
-        assert all(f == forwards[0] for f in forwards)
+        assert all(i == infos[0] for i in infos), "concurrent info calls gave different answers"
+        assert all(f == forwards[0] for f in forwards), "concurrent forward_guest_agent calls gave different answers"
 
     def test_inspect_status_without_configure(self, dut: DriverUnderTest, tmp_path: Path) -> None:
         inst = new_instance(tmp_path / "listed", dut.name)
@@ -217,7 +250,7 @@ class ConformanceSuite:
         except LimaError as exc:
             pytest.fail(f"inspect_status on an instance the driver never configured raised "
                         f"{type(exc).__name__}: {exc.message}")
-        assert isinstance(status, str)
+        assert isinstance(status, str), f"inspect_status returned {type(status).__name__}, not a str"
 
     def test_start_stream(self, dut: DriverUnderTest, tmp_path: Path) -> None:
         if dut.boot_config is None:
@@ -226,9 +259,13 @@ class ConformanceSuite:
         inst.ssh_local_port = free_port()  # as the host agent does before configure
         host = dut.make(Path(inst.dir))
         try:
+            # lima create's order: configure, validate, create, fetch the images, create_disk;
+            # then the host agent's: cidata (info, boot_scripts), start.
             host.configure(inst)
             host.validate()
             host.create()
+            if dut.fetch_images:
+                dut.fetch_images(host, inst)
             host.create_disk()
             if dut.prepare_boot:
                 dut.prepare_boot(host, inst)
@@ -246,6 +283,13 @@ class ConformanceSuite:
         deadline = time.monotonic() + 30
         while (event := handle.next(timeout=1)) is None or not event.ended:
             assert time.monotonic() < deadline, "the start stream did not end after stop"
+
+    def test_boots_to_ready(self, dut: DriverUnderTest) -> None:
+        from .boot import NO_TEMPLATE, boot_to_ready
+
+        if dut.template is None:
+            pytest.skip(NO_TEMPLATE)
+        boot_to_ready(dut.name, dut.template, dut.lima_env, dut.boot_timeout, dut.executable)
 
 
 def _params(hook: str) -> list[str]:

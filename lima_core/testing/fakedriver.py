@@ -17,6 +17,7 @@ executable. Its behaviour is steered from lima.yaml, under ``vmOpts.fake``:
                          the VM process is up, so the VM is orphaned). External only: refused
                          in-process, where it would kill the CLI or the host agent.
 ``dynamicSSHAddress: true`` info reports dynamic_ssh_address, so the host agent calls ssh_address
+``imageFormats: [..]``   info's supported_image_formats (default: raw, qcow2)
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ class FakeDriver:
     @hookimpl
     def info(self) -> Info:
         self._fault("info")
-        dynamic = bool(self.instance and self.instance.config and self._opts().get("dynamicSSHAddress"))
+        opts = self._opts() if self.instance and self.instance.config else {}
+        formats = list(opts.get("imageFormats", ["raw", "qcow2"]))
         return Info(name=self.name, instance_dir=self.instance.dir if self.instance else "",
-                    features=DriverFeatures(supported_image_formats=["raw", "qcow2"], dynamic_ssh_address=dynamic))
+                    features=DriverFeatures(supported_image_formats=formats,
+                                            dynamic_ssh_address=bool(opts.get("dynamicSSHAddress"))))
 
     @hookimpl
     def configure(self, instance: Instance) -> None:

@@ -34,6 +34,7 @@ def lima_driver_target(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     report: Report = config.stash.setdefault(REPORT_KEY, Report())
     report.driver, report.location = name, target.location
     report.mode = "external" if target.external else "in-process"
+    report.source_root = target.source_root
     try:
         host = target.make(tmp_path_factory.mktemp("probe"))
         try:
@@ -60,7 +61,8 @@ class TestLimaDriver(ConformanceSuite):
         from .target import driver_under_test
 
         template = request.config.getoption("lima_driver_template")
-        return driver_under_test(lima_driver_target, template)  # type: ignore[arg-type]
+        timeout = request.config.getoption("lima_driver_boot_timeout")
+        return driver_under_test(lima_driver_target, template, timeout)  # type: ignore[arg-type]
 
     @pytest.fixture
     def tmp_path(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

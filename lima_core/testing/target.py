@@ -12,8 +12,10 @@ executable written into a temporary directory from the NAME entry point (what
 
 With ``--lima-driver-template FILE`` the start check boots that template:
 its images are fetched into the instance directory and cidata is written, as
-``lima create`` and the host agent would. Without it the start check tries a
-minimal instance and is skipped if the driver refuses it with a typed error.
+``lima create`` and the host agent would; and the boot check boots it to READY
+with ``lima start``'s code. Without it the start check boots ``template:empty``
+(an empty image shipped with lima-core) and is skipped if the driver refuses it
+with a typed error; the boot check is skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import registry, templates
 from ..errors import DriverNotFound, LimaError
 from ..host import DriverHost
 from ..limatype import Instance
@@ -43,6 +45,12 @@ class Target:
     location: str
     make: Callable[[Path], DriverHost]
     cleanup: Callable[[], None]
+    #: environment variables (None: unset) under which `lima` picks this very driver
+    lima_env: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    #: the executable (external), or None (internal)
+    executable: str | None = None
+    #: the driver's Python source, for pointing at its lines: a package directory or a module file
+    source_root: str | None = None
 
 
 def resolve(name: str, external: bool, scratch: Path) -> Target:
@@ -67,8 +75,35 @@ def _internal(name: str) -> Target:
     cls = registry.load_internal_class(entry)
     assert entry.entry_point is not None
     origin = f" ({entry.distribution} {entry.version})" if entry.distribution else ""
+    others = _external_names(exclude=name)
     return Target(name, False, f"entry point {entry.entry_point.value}{origin}",
-                  lambda _dir: DriverHost(cls(), name), lambda: None)
+                  lambda _dir: DriverHost(cls(), name), lambda: None,
+                  lima_env={registry.EXTERNAL_DRIVERS_ENV: others or None}, source_root=source_root(entry))
+
+
+def _external_names(exclude: str = "", add: str = "") -> str:
+    """LIMA_EXTERNAL_DRIVERS without *exclude*, with *add*."""
+    names = [n.strip() for n in os.environ.get(registry.EXTERNAL_DRIVERS_ENV, "").split(",") if n.strip()]
+    names = [n for n in names if n != exclude] + ([add] if add and add not in names else [])
+    return ",".join(names)
+
+
+def source_root(entry: registry.DriverEntry | None) -> str | None:
+    """Where the driver's Python source lives: its top-level package, or its module when that is in lima_core."""
+    import importlib.util
+
+    if entry is None or entry.entry_point is None:
+        return None
+    module = entry.entry_point.module
+    top = module.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(module if top == "lima_core" else top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    origin = Path(spec.origin)
+    return str(origin.parent if spec.submodule_search_locations and top != "lima_core" else origin)
 
 
 def find_executable(name: str) -> tuple[str, str] | None:
@@ -115,7 +150,12 @@ def _external(name: str, scratch: Path) -> Target:
         for d in served:
             supervisor.stop_servers(d, force=True)
 
-    return Target(name, True, location, make, cleanup)
+    path = os.path.abspath(path)
+    drivers_path = os.pathsep.join(filter(None, [path, os.environ.get(registry.DRIVERS_PATH_ENV)]))
+    return Target(name, True, location, make, cleanup,
+                  lima_env={registry.EXTERNAL_DRIVERS_ENV: _external_names(add=name),
+                            registry.DRIVERS_PATH_ENV: drivers_path},
+                  executable=path, source_root=source_root(_entry(name)))
 
 
 # -- booting a template -------------------------------------------------------------------
@@ -123,31 +163,47 @@ def _external(name: str, scratch: Path) -> Target:
 
 def load_template(locator: str) -> dict[str, Any]:
     """The template as ``lima create`` would store it: embedded, layered, defaults filled."""
-    from .. import limayaml, templates
+    from .. import limayaml
 
     tmpl = templates.read(locator)
     cfg = limayaml.from_data(templates.embed(tmpl), tmpl.locator)
     return cfg.to_json()
 
 
+def fetch_images(host: DriverHost, inst: Instance) -> None:
+    """What ``lima create`` does between ``create`` and ``create_disk``: fetch the images."""
+    from .. import instance
+
+    instance.fetch_images(inst, host)
+
+
 def prepare_boot(host: DriverHost, inst: Instance) -> None:
-    """What ``lima create`` and the host agent do before ``start``: fetch, create_disk, cidata."""
-    from .. import cidata, instance, sshutil
+    """What the host agent does after ``create_disk``, before ``start``: write cidata."""
+    from .. import cidata, sshutil
     from ..users import guest_user
 
     assert inst.config is not None
-    instance.prepare(inst, host)
     cidata.generate(inst, host.info(), host.boot_scripts(), guest_user(inst.config),
                     sshutil.public_keys(inst.config))
 
 
-def driver_under_test(target: Target, template: str | None) -> DriverUnderTest:
+#: what the start check boots without a template (template:empty, read from lima-core itself so that
+#: LIMA_TEMPLATES_PATH cannot hide it): an empty image, fetched offline
+EMPTY_TEMPLATE = str(templates.BUILTIN_DIR / "empty.yaml")
+
+
+def driver_under_test(target: Target, template: str | None, boot_timeout: float | None = None) -> DriverUnderTest:
+    """The suite's view of *target*; *template* (a file or locator) is booted by the start and boot checks."""
     mode = "external" if target.external else "in-process"
-    if template is None:
-        return DriverUnderTest(target.name, mode, target.make, boot_config={}, boot_optional=True)
+    locator = template
+    if template is not None and not template.startswith(("template:", "http://", "https://", "file://")):
+        locator = os.path.abspath(os.path.expanduser(template))  # the checks may run elsewhere
     try:
-        config = load_template(template)
+        config = load_template(locator or EMPTY_TEMPLATE)
     except LimaError as exc:
         raise LimaError(f"--lima-driver-template {template}: {exc.message}") from None
     config["vmType"] = target.name
-    return DriverUnderTest(target.name, mode, target.make, boot_config=config, prepare_boot=prepare_boot)
+    timeout = {} if boot_timeout is None else {"boot_timeout": boot_timeout}
+    return DriverUnderTest(target.name, mode, target.make, boot_config=config, fetch_images=fetch_images,
+                           prepare_boot=prepare_boot, boot_optional=template is None, template=locator, lima_env=dict(target.lima_env),
+                           executable=target.executable, **timeout)

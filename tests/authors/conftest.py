@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: the tiny test guest's template (scripts/build-test-guest builds what it names)
+GUEST_TEMPLATE = REPO / "templates" / "test-guest.yaml"
+GUEST = REPO / ".cache" / "test-guest" / "current"
 
 
 class Venv:
@@ -77,3 +80,32 @@ def scratch_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv.path)], check=True, timeout=300)
     venv.wheel = next(wheels.glob("lima_core-*.whl"))
     return venv
+
+
+@pytest.fixture(scope="session")
+def guest_template() -> Path:
+    """templates/test-guest.yaml, when its guest is built and this host can boot it."""
+    if not all((GUEST / f).is_file() for f in ("vmlinux", "initrd.img", "disk.qcow2")):
+        pytest.skip("the test guest is not built: run scripts/build-test-guest")
+    for tool in ("qemu-system-x86_64", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is needed to boot the test guest")
+    return GUEST_TEMPLATE
+
+
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, scratch_venv: Venv, name: str) -> Venv:
+    """Another new virtualenv (without pip: this interpreter's pip installs into it)."""
+    venv = Venv(tmp_path_factory.mktemp(name), tmp_path_factory.mktemp(f"{name}-home"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv.path)], check=True,
+                   timeout=300)
+    venv.wheel = scratch_venv.wheel
+    return venv
+
+
+def build_wheel(project: Path, dest: Path) -> Path:
+    """The project's wheel, built as `pip wheel` builds it (with this setuptools when it is recent enough)."""
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), str(project)]
+    if subprocess.run([*build, "--no-build-isolation"], capture_output=True, timeout=300).returncode != 0:
+        subprocess.run(build, check=True, capture_output=True, timeout=300)
+    (wheel,) = dest.glob("*.whl")
+    return wheel

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import yaml
 
 from lima_core import __version__
+
+FAKE_DRIVER = "lima_core.testing.fakedriver:FakeDriver"
 
 
 def test_version_and_help(lima) -> None:
@@ -50,8 +53,33 @@ def test_drivers_list_shows_kind_location_and_shadowing(lima, fake_site: Path, d
     assert fake[0]["kind"] == "internal" and fake[0]["available"] == "yes"
     assert fake[0]["distribution"] == "lima-driver-fake 0.1"
     assert fake[1]["kind"] == "external" and fake[1]["shadowedBy"] == "internal"
-    table = lima("drivers", "list", ok=True).stdout
-    assert "shadowed by internal" in table
+    assert fake[1]["distribution"] == "lima-driver-fake 0.1"  # build-external wrote it from that entry point
+    table = lima("drivers", "list", ok=True).stdout.splitlines()
+    assert table[0].split() == ["NAME", "KIND", "AVAILABLE", "DISTRIBUTION", "LOCATION"]
+    assert table[1].split() == ["fake", "internal", "yes", "lima-driver-fake", "0.1", "-"]
+    assert fake[0]["entryPoint"] == FAKE_DRIVER
+    assert table[2].split() == ["fake", "external", "shadowed", "[1]", "lima-driver-fake", "0.1",
+                                str(driver_bin / "lima-driver-fake")]
+    assert table[4] == "[1] fake (external): shadowed by internal"
+
+
+def test_drivers_list_is_one_line_per_driver_at_80_columns(lima, fake_site: Path, driver_bin: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is folded: the columns before LOCATION fit 80 columns, reasons go to notes below."""
+    monkeypatch.syspath_prepend(str(fake_site))
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LIMA_LOAD_DRIVERS", "fake,vz,wsl2")
+    rows = json.loads(lima("drivers", "list", "--format", "json", ok=True).stdout)
+    lines = lima("drivers", "list", ok=True).stdout.splitlines()
+    table = lines[:len(rows) + 1]
+    assert [line.split()[0] for line in table[1:]] == [r["name"] for r in rows]
+    start = table[0].index("LOCATION")
+    for line, row in zip(table[1:], rows, strict=True):
+        assert line[start:] == ("-" if row["kind"] == "internal" else row["location"])  # not KIND again
+        if row["kind"] == "internal":
+            assert len(line) <= 80, line
+    notes = [line for line in lines[len(rows) + 1:] if line]
+    assert any("needs macOS" in n for n in notes) and all(n.startswith("[") for n in notes)
 
 
 def test_drivers_list_reports_a_broken_driver(lima, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,17 +101,26 @@ def test_build_external_writes_a_working_executable(lima, fake_site: Path, tmp_p
     r = lima("drivers", "build-external", "fake", "--dest", str(dest), ok=True)
     exe = dest / "lima-driver-fake"
     assert exe.stat().st_mode & stat.S_IXUSR
-    assert "LIMA_EXTERNAL_DRIVERS=fake" in r.stderr
-    monkeypatch.setenv("LIMA_DRIVERS_PATH", str(dest))
-    monkeypatch.setenv("LIMA_EXTERNAL_DRIVERS", "fake")
+    # dest is not where lima looks: it says what to set, and setting exactly that works
+    said = re.search(r"set LIMA_DRIVERS_PATH=(\S+) and LIMA_EXTERNAL_DRIVERS=(\S+) \(", r.stderr)
+    assert said, r.stderr
+    assert said.group(1) == str(dest) and said.group(2) == "fake"
+    monkeypatch.setenv("LIMA_DRIVERS_PATH", said.group(1))
+    monkeypatch.setenv("LIMA_EXTERNAL_DRIVERS", said.group(2))
     out = json.loads(lima("info", ok=True).stdout)
     assert out["vmTypesEx"]["fake"]["location"] == str(exe)
+    # a second directory later on the path: it must come first
+    other = tmp_path / "other"
+    r = lima("drivers", "build-external", "fake", "--dest", str(other), ok=True)
+    assert f"set LIMA_DRIVERS_PATH={other}:$LIMA_DRIVERS_PATH (" in r.stderr
+    r = lima("drivers", "build-external", "fake", "--dest", str(dest), ok=True)
+    assert "lima uses it now" in r.stderr
     r = lima("drivers", "build-external", "nosuch", "--dest", str(dest), ok=False)
     assert "no internal driver named 'nosuch'" in r.stderr
 
 
 def test_template_commands(lima, tmp_path: Path) -> None:
-    assert lima("template", "list", ok=True).stdout.split() == ["debian", "default", "ubuntu"]
+    assert lima("template", "list", ok=True).stdout.split() == ["debian", "default", "empty", "ubuntu"]
     shown = lima("template", "show", "default", ok=True).stdout
     assert "template:_images/ubuntu" in shown
     embedded = yaml.safe_load(lima("template", "show", "--embed", "template:default", ok=True).stdout)
@@ -131,6 +168,46 @@ def test_create_writes_lima_files(lima, driver_mode: str, fake_template: Path, l
     listed = json.loads(lima("list", "--format", "json", ok=True).stdout)
     assert listed["name"] == "one" and listed["status"] == "Stopped" and listed["cpus"] == 2
     assert listed["memory"] == 512 << 20 and listed["config"]["vmType"] == "fake"
+
+
+def test_create_converts_an_image_the_driver_does_not_take(lima, driver_mode: str, tmp_path: Path,
+                                                          lima_home: Path) -> None:
+    """DriverFeatures.supported_image_formats: a qcow2 image reaches a raw-only driver's create_disk as raw."""
+    import shutil
+    import subprocess
+
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is needed to make a qcow2 image")
+    raw = tmp_path / "src.raw"
+    raw.write_bytes(b"DISK" * 16384)
+    image = tmp_path / "src.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True)
+    for name, formats in (("rawonly", "[raw]"), ("both", "[raw, qcow2]")):
+        t = tmp_path / f"{name}.yaml"
+        t.write_text(f"vmType: fake\nimages:\n- location: {image}\nvmOpts:\n  fake:\n    imageFormats: {formats}\n"
+                     "mounts: []\n")
+        r = lima("create", str(t), ok=True)
+        disk = (lima_home / name / "disk").read_bytes()
+        if name == "rawonly":
+            assert "Converted the image from qcow2 to raw (the driver takes raw)" in r.stderr
+            assert disk == raw.read_bytes()
+        else:
+            assert "Converted" not in r.stderr and disk == image.read_bytes()
+
+
+def test_templates_without_a_disk_image(lima, driver_mode: str, tmp_path: Path, lima_home: Path) -> None:
+    """images: is required, the error says what to do instead, and template:empty works offline, also as a base."""
+    t = tmp_path / "noimage.yaml"
+    t.write_text("vmType: fake\nmounts: []\n")
+    r = lima("create", str(t), ok=False)
+    assert "images: at least one image is needed" in r.stderr
+    assert "`base: template:empty`" in r.stderr and "resolved against the template's directory" in r.stderr
+    lima("create", "--vm-type=fake", "--name", "try", "template:empty", ok=True)
+    assert (lima_home / "try" / "disk").stat().st_size == 0
+    t.write_text("base: template:empty\nvmType: fake\ncpus: 1\n")
+    lima("create", "--name", "based", str(t), ok=True)
+    cfg = yaml.safe_load((lima_home / "based" / "lima.yaml").read_text())
+    assert cfg["images"][0]["location"].endswith("/templates/_empty/empty.img")
 
 
 def test_create_from_stdin_needs_name(lima, fake_template: Path, driver_mode: str, lima_home: Path) -> None:

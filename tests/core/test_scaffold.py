@@ -42,9 +42,10 @@ def test_every_generated_file_is_complete(tmp_path: Path) -> None:
     project = drivers_new.write("probe", tmp_path)
     assert project == tmp_path / "lima-driver-probe"
     names = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
-    assert names == ["README.md", "lima_driver_probe/__init__.py", "lima_driver_probe/_version.py",
-                     "lima_driver_probe/driver.py", "lima_driver_probe/placeholder_vm.py", "pyproject.toml",
-                     "tests/test_conformance.py", "tests/test_driver.py"]
+    assert names == ["MANIFEST.in", "README.md", "lima_driver_probe/__init__.py", "lima_driver_probe/_version.py",
+                     "lima_driver_probe/data/boot.Linux/10-probe.sh", "lima_driver_probe/driver.py",
+                     "lima_driver_probe/placeholder_vm.py", "pyproject.toml", "tests/conftest.py",
+                     "tests/test_conformance.py", "tests/test_driver.py", "tests/test_publish.py"]
     for path in project.rglob("*"):
         if path.is_file():
             text = path.read_text()
@@ -54,6 +55,30 @@ def test_every_generated_file_is_complete(tmp_path: Path) -> None:
     pyproject = (project / "pyproject.toml").read_text()
     assert '[project.entry-points."lima.drivers"]\nprobe = "lima_driver_probe.driver:ProbeDriver"' in pyproject
     assert 'lima-driver-probe = "lima_driver_probe:main"' in pyproject
+    # what the driver reads at run time is package data, so the wheel holds it
+    assert '[tool.setuptools.package-data]\nlima_driver_probe = ["data/**/*"]' in pyproject
+
+
+def test_the_generated_tests_use_only_the_public_sdk() -> None:
+    """docs/authors.md lists what authors may import; the generated project imports nothing else of lima_core."""
+    public = {"lima_core", "lima_core.errors", "lima_core.external", "lima_core.filenames", "lima_core.pidfile",
+              "lima_core.mounts", "lima_core.network", "lima_core.testing.conformance", "lima_core.testing.target",
+              "lima_core.testing.publish"}
+    for path, text in drivers_new.render("probe").items():
+        if not path.endswith(".py"):
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lima_core"):
+                import lima_core
+
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    ok = name in public or (node.module in public and (node.module != "lima_core"
+                                                                       or alias.name in lima_core.__all__))
+                    assert ok, f"{path} imports {name}, which is not public SDK"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("lima_core") or alias.name in public, (path, alias.name)
 
 
 def test_cli_writes_and_refuses_to_overwrite(lima_runner, tmp_path: Path) -> None:

@@ -36,6 +36,24 @@ def test_every_hook_is_documented(hook: str) -> None:
     assert f"`{hook}({params}) -> {inspect.signature(fn).return_annotation}`" in text
 
 
+@pytest.mark.parametrize("model", ["Info", "DriverFeatures"])
+def test_every_field_a_driver_reports_is_documented(model: str) -> None:
+    """docs/hooks.md has a row per field of Info and DriverFeatures, from its :ivar in lima_core/limatype.py."""
+    import dataclasses
+
+    from lima_core import limatype
+
+    cls = getattr(limatype, model)
+    doc = inspect.getdoc(cls) or ""
+    text = (DOCS / "hooks.md").read_text()
+    assert f"\n## {model}\n" in text
+    for field in dataclasses.fields(cls):
+        if "key" not in field.metadata:
+            continue  # extra: the keys the model does not know, kept as they came
+        assert f":ivar {field.name}:" in doc, f"{model}.{field.name} is not documented in its docstring"
+        assert f"| `{field.name}` | `{field.metadata['key']}` |" in text, f"docs/hooks.md lacks {model}.{field.name}"
+
+
 def test_wire_contract_names_every_rpc() -> None:
     proto = (REPO / "proto" / "driver.proto").read_text()
     rpcs = re.findall(r"^\s*rpc (\w+)\(", proto, re.M)
@@ -60,8 +78,10 @@ PUBLIC_HELPERS = {
     "lima_core.external": ["serve", "main_for"],
     "lima_core.errors": ["LimaError", "ConfigError", "ValidationError", "DriverError", "UnsupportedOperation",
                          "HostUnsupported", "NoDisplay", "StartFailed"],
-    "lima_core.testing.conformance": ["ConformanceSuite", "DriverUnderTest", "new_instance", "capability_report"],
+    "lima_core.testing.conformance": ["ConformanceSuite", "DriverUnderTest", "new_instance", "capability_report",
+                                      "host_for"],
     "lima_core.testing.target": ["resolve", "driver_under_test"],
+    "lima_core.testing.publish": ["lima_core_requirement", "fresh_venv", "install", "run_kit", "run", "clean_env"],
 }
 
 

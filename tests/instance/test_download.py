@@ -107,3 +107,88 @@ def test_full_disk_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(download.DownloadError, match="No space left on device"):
         download.fetch(str(src), tmp_path / "dest")
     assert not list(tmp_path.glob(".dest*"))
+
+
+# -- DriverFeatures.supported_image_formats: images a driver does not take become raw -----------------
+
+
+def _qcow2(tmp_path: Path, content: bytes) -> Path:
+    """A qcow2 image holding *content* (made with qemu-img from a raw file)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is needed to make a qcow2 image")
+    raw = tmp_path / "src.raw"
+    raw.write_bytes(content)
+    out = tmp_path / "src.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True)
+    return out
+
+
+CONTENT = b"BOOT" * 16384  # 64 KiB, a whole number of sectors
+
+
+def test_image_formats_are_told_by_their_magic(tmp_path: Path) -> None:
+    from lima_core import imageformat
+
+    cases = {"qcow2": b"QFI\xfb" + bytes(100), "vmdk": b"KDMV" + bytes(100), "vhdx": b"vhdxfile" + bytes(100),
+             "vdi": bytes(0x40) + b"\x7f\x10\xda\xbe" + bytes(100), "iso": bytes(0x8001) + b"CD001" + bytes(10),
+             "raw": b"\xeb\x63\x90" + bytes(100)}
+    for fmt, head in cases.items():
+        (tmp_path / fmt).write_bytes(head)
+        assert imageformat.detect(tmp_path / fmt) == fmt
+
+
+def test_a_format_the_driver_does_not_take_is_converted_to_raw(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.write_bytes(_qcow2(tmp_path, CONTENT).read_bytes())
+    assert download.conform(image, ["qcow2", "raw"], "x.qcow2") is None  # taken as it is
+    assert image.read_bytes()[:4] == b"QFI\xfb"
+    assert download.conform(image, [], "x.qcow2") is None  # no list: every format
+    assert download.conform(image, ["raw", "asif"], "x.qcow2") == "qcow2"
+    assert image.read_bytes() == CONTENT
+    assert not list(tmp_path.glob(".image*"))
+
+
+def test_an_iso_is_never_converted(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.write_bytes(bytes(0x8001) + b"CD001" + bytes(2043))
+    assert download.conform(image, ["raw"], "x.iso") is None
+
+
+def test_a_format_that_cannot_become_one_the_driver_takes_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.write_bytes(b"QFI\xfb" + bytes(1000))
+    with pytest.raises(download.DownloadError, match=r"x\.qcow2 is a qcow2 image; the driver takes only asif "
+                                                     r"\(its DriverFeatures.supported_image_formats\)"):
+        download.conform(image, ["asif"], "x.qcow2")
+
+
+def test_without_qemu_img_the_error_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = tmp_path / "image"
+    image.write_bytes(b"QFI\xfb" + bytes(1000))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(download.DownloadError, match="needs qemu-img; it is not on PATH .*qemu-utils"):
+        download.conform(image, ["raw"], "x.qcow2")
+
+
+def test_a_remote_images_conversion_is_cached(server, tmp_path: Path, cache: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lima_core import imageformat
+
+    base, hits = server
+    www = tmp_path / "www"
+    (www / "disk.qcow2").write_bytes(_qcow2(tmp_path, CONTENT).read_bytes())
+    url = f"{base}/disk.qcow2"
+    calls: list[Path] = []
+    real = imageformat.convert_to_raw
+    monkeypatch.setattr(imageformat, "convert_to_raw", lambda *a: (calls.append(a[0]), real(*a)))
+    for inst in ("a", "b"):
+        dest = tmp_path / inst / "image"
+        dest.parent.mkdir()
+        download.fetch(url, dest)
+        assert download.conform(dest, ["raw"], url) == "qcow2"
+        assert dest.read_bytes() == CONTENT
+    assert len(calls) == 1 and hits == ["/disk.qcow2"]  # downloaded once, converted once
+    assert (download.cache_entry(url) / "imgconv" / "raw").read_bytes() == CONTENT
