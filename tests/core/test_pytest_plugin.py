@@ -147,7 +147,7 @@ def test_a_guest_that_never_answers_does_not_conform(empty: Path, tmp_path: Path
                    "--lima-driver-boot-timeout", "4", pythonpath=[site], LIMA_LOAD_DRIVERS="fake")
     assert r.returncode == 1, r.stdout + r.stderr
     assert ("boots to ready                            failed: did not boot to READY within 4 s (the host "
-            "agent's last word: 'Waiting for SSH')") in r.stdout
+            "agent's last word: \"Waiting for the essential requirement 1 of 3: 'ssh'\")") in r.stdout
     assert "fake does not conform to the driver contract: 1 check(s) failed (boots to ready)" in r.stdout
 
 
