@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import dirnames, events, filenames, limayaml, locks, pidfile, registry, store, yamlfile
+from . import dirnames, events, filenames, limayaml, locks, processes, registry, store, yamlfile
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
 from .external import supervisor
 from .host import DriverHost
@@ -239,7 +239,7 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     deadline = time.monotonic() + HA_PID_WAIT
     while not store.host_agent(inst_dir).alive:
         if proc.poll() is not None:
-            raise InstanceError(f"the host agent of {name!r} exited at once with status {proc.returncode}: "
+            raise InstanceError(f"the host agent of {name!r} {processes.describe_exit(proc.returncode)} at once: "
                                 f"{_tail(inst_dir)}")
         if time.monotonic() > deadline:
             raise InstanceError(f"the host agent of {name!r} did not start within {HA_PID_WAIT:g} s; "
@@ -280,19 +280,11 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
                 pass
         if not inst_dir.is_dir():
             raise InstanceError(f"instance {name!r} was deleted while it was starting")
-        how = (f"was killed by {_signal_name(-ha.returncode)}" if ha.returncode < 0
-               else f"exited with status {ha.returncode}")
-        raise InstanceError(f"the host agent of {name!r} {how} while the instance was starting: {_tail(inst_dir)}")
+        raise InstanceError(f"the host agent of {name!r} {processes.describe_exit(ha.returncode)} while the instance "
+                            f"was starting: {_tail(inst_dir)}")
     raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s; it is still starting "
                         f"in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
                         f"`lima stop -f {name}`")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 # -- stop -------------------------------------------------------------------------------------
@@ -313,7 +305,7 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
     with contextlib.suppress(psutil.NoSuchProcess):
         ha.process.send_signal(signal.SIGINT)
-    if not pidfile.wait_exit(ha.process, timeout):
+    if not processes.wait_exit(ha.process, timeout):
         raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
     last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
     if last is not None and last.errors:
@@ -351,7 +343,7 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
 def _kill(proc: psutil.Process) -> None:
     with contextlib.suppress(psutil.NoSuchProcess):
         proc.kill()
-    pidfile.wait_exit(proc, 10)
+    processes.wait_exit(proc, 10)
 
 
 def stop_force(name: str) -> list[str]:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .filenames import PID_IDENTITY_SUFFIX
+from .processes import wait_exit as wait_exit  # public SDK (docs/authors.md): drivers wait on pid-file processes
 
 if TYPE_CHECKING:
     import psutil  # imported where used: a driver process starts faster without it
@@ -152,33 +152,6 @@ def names_dir(cmdline: list[str], directory: Path) -> bool:
 
 def _same_path(a: str, b: Path) -> bool:
     return a == str(b.absolute()) or os.path.realpath(a) == os.path.realpath(b)
-
-
-def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
-    """Wait until *proc* has exited; True if it did within *timeout* seconds.
-
-    A process we did not spawn lingers as a zombie until its new parent reaps
-    it (here, init may take a second or more); it has exited all the same,
-    so a zombie counts as gone, and so does its pid taken by a new process.
-    It is never reaped here: a child's owner (a ``Popen.wait``) must still
-    see its real exit status. A process we may not inspect counts as running.
-    """
-    import psutil
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.AccessDenied:
-            pass
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
 
 
 def _read_identity(path: Path) -> dict | None:

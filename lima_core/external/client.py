@@ -31,6 +31,7 @@ from .. import hookspecs
 from ..errors import DriverError, DriverTimeout, DriverUnavailable, LimaError, StartFailed
 from ..host import DriverHost
 from ..limatype import Instance
+from ..processes import describe_exit
 from ..protocol import payload, rpc
 from ..starthandle import StartHandle
 from . import supervisor
@@ -192,7 +193,7 @@ def inspect_status(path: str, instance: Instance) -> str:
         raise DriverError(f"cannot run {path} --inspect-status: {exc.strerror}") from None
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise DriverError(f"{path} --inspect-status exited with status {proc.returncode}"
+        raise DriverError(f"{path} --inspect-status {describe_exit(proc.returncode)}"
                           + (f": {err[-1]}" if err else ""))
     instance.replace_with(_inspect_reply(proc.stdout))
     return instance.status

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import filenames, pidfile
+from .. import filenames, pidfile, processes
 from ..errors import DriverProcessError
 
 #: How long a spawned driver has to create its socket (Lima: 10 s).
@@ -62,13 +62,8 @@ class Server:
                 code = self.process.wait(wait)
             except subprocess.TimeoutExpired:
                 return None
-            if code < 0:
-                try:
-                    return f"was killed by {signal.Signals(-code).name}"
-                except ValueError:
-                    return f"was killed by signal {-code}"
-            return f"exited with status {code}"
-        if self.reused is not None and pidfile.wait_exit(self.reused, wait):
+            return processes.describe_exit(code)
+        if self.reused is not None and processes.wait_exit(self.reused, wait):
             return "exited"
         return None
 
@@ -164,7 +159,7 @@ def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEO
     if code is not None:
         pidfile.remove(pid_path)
         tail = _tail(log_path, log_start)
-        raise DriverProcessError(f"external driver {name} ({path}) exited with status {code} before creating "
+        raise DriverProcessError(f"external driver {name} ({path}) {processes.describe_exit(code)} before creating "
                                  f"its socket" + (f": {tail}" if tail else ""))
     _kill(proc)
     pidfile.remove(pid_path)
@@ -173,7 +168,7 @@ def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEO
 
 
 def _running(proc: psutil.Process) -> bool:
-    return not pidfile.wait_exit(proc, 0)  # a zombie counts as exited
+    return not processes.wait_exit(proc, 0)  # a zombie counts as exited
 
 
 def _wait_socket(sock: Path, timeout: float, alive: Callable[[], bool]) -> bool:
@@ -215,10 +210,10 @@ def terminate(proc: psutil.Process, force: bool = False, timeout: float = STOP_T
     try:
         if not force:
             proc.send_signal(signal.SIGTERM)
-            if pidfile.wait_exit(proc, timeout):
+            if processes.wait_exit(proc, timeout):
                 return
         proc.kill()
-        pidfile.wait_exit(proc, 5)
+        processes.wait_exit(proc, 5)
     except psutil.NoSuchProcess:
         pass
     except psutil.AccessDenied as exc:

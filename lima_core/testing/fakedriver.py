@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import filenames, pidfile
+from .. import filenames, pidfile, processes
 from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, ValidationError
 from ..hookspecs import hookimpl
 from ..limatype import DriverFeatures, Info, Instance
@@ -170,9 +170,9 @@ class FakeDriver:
         if proc is not None:
             try:
                 proc.send_signal(signal.SIGTERM)
-                if not pidfile.wait_exit(proc, STOP_TIMEOUT):
+                if not processes.wait_exit(proc, STOP_TIMEOUT):
                     proc.kill()
-                    pidfile.wait_exit(proc, 5)
+                    processes.wait_exit(proc, 5)
             except psutil.NoSuchProcess:
                 pass
         pidfile.remove(self._pid_path)

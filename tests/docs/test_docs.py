@@ -54,6 +54,7 @@ PUBLIC_HELPERS = {
                             "KERNEL_CMDLINE", "INITRD", "CIDATA_ISO", "CIDATA_DIR", "QMP_SOCK", "SERIAL_LOG",
                             "SERIAL_SOCK", "GUEST_AGENT_SOCK", "EXTERNAL_DRIVER_STDERR_LOG"],
     "lima_core.pidfile": ["write", "read", "remove", "wait_exit", "PidStatus"],
+    "lima_core.processes": ["describe_exit", "wait_exit"],
     "lima_core.mounts": ["resolve", "ResolvedMount", "mount_tag"],
     "lima_core.network": ["mac_address", "SLIRP_NETWORK", "SLIRP_GATEWAY", "SLIRP_DNS", "SLIRP_GUEST_IP"],
     "lima_core.external": ["serve", "main_for"],

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from lima_core.errors import ConfigError
+from lima_core.processes import describe_exit
 
 log = logging.getLogger("lima_driver_microvm")
 
@@ -96,7 +97,8 @@ def probe(qemu: str, kernel: Path, seconds: float = PROBE_SECONDS) -> Accel:
                     return Accel("kvm", f"KVM booted the kernel in {time.monotonic() - started:.1f} s")
                 if proc.poll() is not None:
                     err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip()
-                    return Accel("tcg", f"QEMU with KVM exited at once ({err.splitlines()[-1] if err else proc.returncode})")
+                    return Accel("tcg", f"QEMU with KVM {describe_exit(proc.returncode)} at once"
+                                        + (f" ({err.splitlines()[-1]})" if err else ""))
                 time.sleep(0.05)
             return Accel("tcg", f"KVM is present but ran no kernel code within {seconds:g} s "
                                 "(a host that cannot run normal guests under KVM, e.g. kvm-pvm)")

@@ -27,7 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from lima_core import DriverFeatures, Info, Instance, StartHandle, filenames, hookimpl, mounts, network, pidfile
+from lima_core import (
+    DriverFeatures,
+    Info,
+    Instance,
+    StartHandle,
+    filenames,
+    hookimpl,
+    mounts,
+    network,
+    pidfile,
+    processes,
+)
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, StartFailed, ValidationError
 
 from . import accel, cmdline, qmp
@@ -234,7 +245,7 @@ class MicrovmDriver:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if proc.poll() is not None:
-                raise StartFailed(f"QEMU exited with status {proc.returncode}: {self._stderr_tail()}")
+                raise StartFailed(f"QEMU {processes.describe_exit(proc.returncode)}: {self._stderr_tail()}")
             if plan.pid_file.exists() and plan.qmp_sock.exists():
                 try:
                     status = qmp.execute(plan.qmp_sock, "query-status", timeout=2)
@@ -267,7 +278,7 @@ class MicrovmDriver:
             while True:
                 qmp.execute(sock, "system_powerdown")
                 left = deadline - time.monotonic()
-                if pidfile.wait_exit(vm, max(0.0, min(PRESS_INTERVAL, left))):
+                if processes.wait_exit(vm, max(0.0, min(PRESS_INTERVAL, left))):
                     return
                 if time.monotonic() >= deadline:
                     break
@@ -278,11 +289,11 @@ class MicrovmDriver:
             log.warning("%s; ending QEMU", exc.message)
         with contextlib.suppress(DriverError):
             qmp.execute(sock, "quit", expect_hangup=True)
-        if pidfile.wait_exit(vm, 5):
+        if processes.wait_exit(vm, 5):
             return
         with contextlib.suppress(psutil.NoSuchProcess):
             vm.send_signal(signal.SIGKILL)
-        pidfile.wait_exit(vm, 5)
+        processes.wait_exit(vm, 5)
         pidfile.remove(self._pid_path)
 
     @hookimpl

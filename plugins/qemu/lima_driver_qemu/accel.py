@@ -34,6 +34,7 @@ from pathlib import Path
 from lima_core import dirnames
 from lima_core.errors import ValidationError
 from lima_core.limatype import host_arch
+from lima_core.processes import describe_exit
 
 from . import _kvmprobe
 from .binary import Features
@@ -238,5 +239,4 @@ def probe_kvm(exe: str, cpu: str, timeout: float = PROBE_TIMEOUT, stall: float =
         if code is None:
             return False, f"the probe guest hung {where}"
         stderr = " ".join(errlog.read_text(errors="replace").replace(f"{exe}: ", "").split())[:300]
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        return False, f"qemu -cpu {cpu} {how} {where}" + (f": {stderr}" if stderr else "")
+        return False, f"qemu -cpu {cpu} {describe_exit(code)} {where}" + (f": {stderr}" if stderr else "")

@@ -35,6 +35,7 @@ from typing import Any
 
 from lima_core import dirnames
 from lima_core.errors import ValidationError
+from lima_core.processes import describe_exit
 
 from .config import parse_semver
 
@@ -154,7 +155,7 @@ def _version(stamp: tuple[str, int, int]) -> Version:
         return (cached[0], cached[1], cached[2])
     proc = _run(stamp[0], "--version")
     if proc.returncode != 0:
-        raise ValueError(f"`{stamp[0]} --version` exited with status {proc.returncode}: {proc.stderr.strip()}")
+        raise ValueError(f"`{stamp[0]} --version` {describe_exit(proc.returncode)}: {proc.stderr.strip()}")
     found = parse_version(proc.stdout)
     _store(stamp, "version", list(found))
     return found

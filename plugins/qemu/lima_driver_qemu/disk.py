@@ -25,6 +25,7 @@ from typing import Any
 
 from lima_core import filenames
 from lima_core.errors import ConfigError, DriverError
+from lima_core.processes import describe_exit
 from lima_core.units import human_size
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def qemu_img(*args: str, what: str) -> str:
         raise DriverError(f"{QEMU_IMG} was not found in PATH; install QEMU's tools (e.g. qemu-utils)") from None
     if proc.returncode != 0:
         message = " ".join(line for line in proc.stderr.strip().splitlines() if line.strip())
-        raise DriverError(f"{what}: {message or f'qemu-img exited with status {proc.returncode}'}")
+        raise DriverError(f"{what}: {message or f'qemu-img {describe_exit(proc.returncode)}'}")
     return proc.stdout
 
 

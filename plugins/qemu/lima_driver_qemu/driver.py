@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, hookimpl, pidfile
+from lima_core import filenames, hookimpl, pidfile, processes
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
 from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
@@ -252,8 +252,7 @@ class QemuDriver:
         while True:
             code = proc.poll()
             if code is not None:
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-                raise StartFailed(f"qemu {how} at startup: {_tail(log_path, log_start)}")
+                raise StartFailed(f"qemu {processes.describe_exit(code)} at startup: {_tail(log_path, log_start)}")
             if self._qmp_sock.exists():
                 try:
                     qmp.execute(self._qmp_sock, "query-status", connect_timeout=0.5, timeout=5.0)
@@ -335,7 +334,7 @@ class QemuDriver:
         proc = self._running_qemu()
         if proc is not None:
             self._shutdown(proc)
-        if proc is None or pidfile.wait_exit(proc, 0):
+        if proc is None or processes.wait_exit(proc, 0):
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
@@ -355,7 +354,7 @@ class QemuDriver:
             process.kill(proc)
             return
         deadline = time.monotonic() + self.stop_timeout
-        while not pidfile.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
+        while not processes.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
                 process.kill(proc)

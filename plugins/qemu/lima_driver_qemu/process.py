@@ -6,7 +6,7 @@ line names this very pid file (so a reused pid, or another instance's qemu,
 is never signalled), whatever the binary is called (``$QEMU_SYSTEM_*`` may
 name a wrapper).
 
-Exit is detected from the process table (``lima_core.pidfile.wait_exit``),
+Exit is detected from the process table (``lima_core.processes.wait_exit``),
 not with ``kill -0``: a qemu that was reparented stays a zombie until its new
 parent reaps it, and a zombie has exited.
 """
@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, pidfile
+from lima_core import filenames, pidfile, processes
 
 if TYPE_CHECKING:
     import psutil  # imported where used: a driver process starts faster without it
@@ -51,4 +51,4 @@ def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
     except psutil.AccessDenied as exc:
         log.warning("cannot kill qemu (pid %d): %s", proc.pid, exc)
         return False
-    return pidfile.wait_exit(proc, timeout)
+    return processes.wait_exit(proc, timeout)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lima_core import filenames
 from lima_core.errors import DriverError
+from lima_core.processes import describe_exit
 
 ISO9660_MAGIC = (0x8001, b"CD001")
 #: (offset, magic, format name) of the formats qemu-img can turn into raw.
@@ -56,7 +57,7 @@ def _run(args: list[str], what: str) -> None:
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DriverError(f"{what} failed: `{' '.join(args)}` exited with status {proc.returncode}"
+        raise DriverError(f"{what} failed: `{' '.join(args)}` {describe_exit(proc.returncode)}"
                           + (f": {detail[-1]}" if detail else ""))
 
 
