@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from . import dirnames, events, filenames, limayaml, locks, processes, registry, store, yamlfile
-from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
+from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError, SignalDenied
 from .external import supervisor
 from .host import DriverHost
 from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
@@ -248,12 +248,9 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     return proc
 
 
-def _tail(inst_dir: Path, lines: int = 3) -> str:
-    try:
-        text = (inst_dir / filenames.HOST_AGENT_STDERR_LOG).read_text().strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return " | ".join(text[-lines:]) or "(no output)"
+def _tail(inst_dir: Path) -> str:
+    """The end of the host agent's stderr, for an error message."""
+    return processes.log_tail(inst_dir / filenames.HOST_AGENT_STDERR_LOG, lines=3) or "(no output)"
 
 
 def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
@@ -329,7 +326,10 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
     notes: list[str] = []
     for status in (store.host_agent(inst_dir), store.vm_process(inst_dir, vm_type)):
         if status.process is not None:
-            _kill(status.process)
+            try:
+                processes.kill(status.process)
+            except SignalDenied as exc:
+                notes.append(exc.message)
         elif status.reason:
             notes.append(status.reason)
     notes += supervisor.stop_servers(inst_dir, force=True)
@@ -338,12 +338,6 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
     return notes
-
-
-def _kill(proc: psutil.Process) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.kill()
-    processes.wait_exit(proc, 10)
 
 
 def stop_force(name: str) -> list[str]:

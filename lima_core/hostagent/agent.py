@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, events, filenames, instance, pidfile, sshutil, store
+from .. import cidata, events, filenames, instance, processes, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
@@ -234,5 +234,4 @@ class HostAgent:
             return
         log.warning("killing the VM process (pid %d) that the driver could not stop", status.pid)
         with contextlib.suppress(Exception):
-            status.process.kill()
-            pidfile.wait_exit(status.process, 10)
+            processes.kill(status.process)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from lima_core.errors import ConfigError
-from lima_core.processes import describe_exit
+from lima_core.processes import describe_exit, kill
 
 log = logging.getLogger("lima_driver_microvm")
 
@@ -103,8 +103,7 @@ def probe(qemu: str, kernel: Path, seconds: float = PROBE_SECONDS) -> Accel:
             return Accel("tcg", f"KVM is present but ran no kernel code within {seconds:g} s "
                                 "(a host that cannot run normal guests under KVM, e.g. kvm-pvm)")
         finally:
-            proc.kill()
-            proc.wait()
+            kill(proc)
             if proc.stderr:
                 proc.stderr.close()
 

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -238,7 +237,7 @@ class MicrovmDriver:
             except OSError as exc:
                 raise StartFailed(f"cannot run {qemu}: {exc.strerror}") from exc
         self._wait_ready(proc, plan)
-        return StartHandle.for_process(proc, "microvm (QEMU)", on_cancel=lambda: _kill(proc))
+        return StartHandle.for_process(proc, "microvm (QEMU)", on_cancel=lambda: processes.kill(proc))
 
     def _wait_ready(self, proc: subprocess.Popen, plan: cmdline.Plan) -> None:
         """Until QEMU has written its pid file and answers QMP; StartFailed with its stderr otherwise."""
@@ -254,14 +253,13 @@ class MicrovmDriver:
                 except DriverError:
                     pass
             if time.monotonic() > deadline:
-                _kill(proc)
+                processes.kill(proc)
                 raise StartFailed(f"QEMU did not answer on {plan.qmp_sock.name} within {READY_TIMEOUT:g} s: "
                                   f"{self._stderr_tail()}")
             time.sleep(0.02)
 
     def _stderr_tail(self) -> str:
-        lines = (_read(self.dir / STDERR_LOG) or "").strip().splitlines()
-        return " | ".join(lines[-3:]) or "(no output)"
+        return processes.log_tail(self.dir / STDERR_LOG, lines=3) or "(no output)"
 
     @hookimpl
     def stop(self) -> None:
@@ -291,20 +289,13 @@ class MicrovmDriver:
             qmp.execute(sock, "quit", expect_hangup=True)
         if processes.wait_exit(vm, 5):
             return
-        with contextlib.suppress(psutil.NoSuchProcess):
-            vm.send_signal(signal.SIGKILL)
-        processes.wait_exit(vm, 5)
+        processes.kill(vm, 5)
         pidfile.remove(self._pid_path)
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
         return {"boot.Linux/05-microvm.sh": b"#!/bin/sh\n# lima-driver-microvm: nothing to set up in the guest yet.\n"
                                             b"echo \"lima-driver-microvm: guest booted on QEMU microvm\"\n"}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        proc.kill()
 
 
 def _read(path: Path) -> str | None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from lima_core import dirnames
 from lima_core.errors import ValidationError
 from lima_core.limatype import host_arch
-from lima_core.processes import describe_exit
+from lima_core.processes import describe_exit, kill
 
 from . import _kvmprobe
 from .binary import Features
@@ -230,9 +230,7 @@ def probe_kvm(exe: str, cpu: str, timeout: float = PROBE_TIMEOUT, stall: float =
                     break
                 time.sleep(0.01)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill(proc)
         if code == _kvmprobe.EXIT_STATUS and marks == _kvmprobe.MARKS:
             return True, "the probe guest reached 64-bit mode"
         where = _STEPS.get(marks, f"after printing {marks!r}")

@@ -209,7 +209,7 @@ class QemuDriver:
             except LimaError as exc:
                 raise StartFailed(exc.message) from exc
             self._proc = proc
-        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: _kill_child(proc))
+        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: processes.kill(proc))
 
     def _launch(self) -> subprocess.Popen:
         from . import cmdline
@@ -252,7 +252,8 @@ class QemuDriver:
         while True:
             code = proc.poll()
             if code is not None:
-                raise StartFailed(f"qemu {processes.describe_exit(code)} at startup: {_tail(log_path, log_start)}")
+                raise StartFailed(f"qemu {processes.describe_exit(code)} at startup: "
+                                  f"{processes.log_tail(log_path, log_start) or '(no output)'}")
             if self._qmp_sock.exists():
                 try:
                     qmp.execute(self._qmp_sock, "query-status", connect_timeout=0.5, timeout=5.0)
@@ -265,8 +266,7 @@ class QemuDriver:
                     self._restrict_sockets()
                     return
             if time.monotonic() >= deadline:
-                _kill_child(proc)
-                proc.wait()
+                processes.kill(proc)
                 raise StartFailed(f"qemu did not answer on {self._qmp_sock} within {STARTUP_TIMEOUT:g} s; "
                                   f"see {log_path}")
             time.sleep(0.02)
@@ -351,13 +351,13 @@ class QemuDriver:
             qmp.execute(self._qmp_sock, "system_powerdown")
         except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
             log.warning("%s; forcibly killing QEMU", exc)
-            process.kill(proc)
+            processes.kill(proc)
             return
         deadline = time.monotonic() + self.stop_timeout
         while not processes.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
-                process.kill(proc)
+                processes.kill(proc)
                 return
             try:
                 qmp.execute(self._qmp_sock, "system_powerdown")
@@ -488,20 +488,3 @@ class QemuDriver:
     def additional_setup_for_ssh(self) -> None:
         return None
 
-
-def _kill_child(proc: subprocess.Popen) -> None:
-    try:
-        proc.kill()
-    except OSError:
-        pass
-
-
-def _tail(path: Path, start: int, lines: int = 5) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return "(no output)"
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept) or "(no output)"

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, pidfile, processes
+from lima_core import filenames, pidfile
 
 if TYPE_CHECKING:
     import psutil  # imported where used: a driver process starts faster without it
@@ -39,16 +39,3 @@ def find(instance_dir: Path) -> psutil.Process | None:
         log.warning("%s", status.reason)
     return status.process
 
-
-def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
-    """SIGKILL *proc* and wait for it to be gone; whether it is."""
-    import psutil
-
-    try:
-        proc.kill()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied as exc:
-        log.warning("cannot kill qemu (pid %d): %s", proc.pid, exc)
-        return False
-    return processes.wait_exit(proc, timeout)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lima_core import filenames
 from lima_core.errors import DriverError
-from lima_core.processes import describe_exit
+from lima_core.processes import describe_exit, tail
 
 ISO9660_MAGIC = (0x8001, b"CD001")
 #: (offset, magic, format name) of the formats qemu-img can turn into raw.
@@ -56,9 +56,9 @@ def _run(args: list[str], what: str) -> None:
         raise DriverError(f"{what} needs `{args[0]}`, which is not on PATH")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        detail = tail(proc.stderr or proc.stdout, 1)
         raise DriverError(f"{what} failed: `{' '.join(args)}` {describe_exit(proc.returncode)}"
-                          + (f": {detail[-1]}" if detail else ""))
+                          + (f": {detail}" if detail else ""))
 
 
 def create_empty(target: Path, size: int, fmt: str) -> None:
