@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import atomicfile
 from .filenames import PID_IDENTITY_SUFFIX
 from .processes import wait_exit as wait_exit  # public SDK (docs/authors.md): drivers wait on pid-file processes
 
@@ -61,8 +62,8 @@ def write(path: Path, pid: int) -> None:
         record.update(createTime=proc.create_time(), cmdline=proc.cmdline())
     except psutil.Error:
         pass
-    _atomic_write(identity_path(path), json.dumps(record) + "\n")
-    _atomic_write(path, f"{pid}\n")
+    atomicfile.write(identity_path(path), json.dumps(record) + "\n")
+    atomicfile.write(path, f"{pid}\n")
 
 
 def remove(path: Path) -> None:
@@ -160,9 +161,3 @@ def _read_identity(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

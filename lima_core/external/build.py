@@ -7,10 +7,10 @@ Python script bound to this interpreter that calls :func:`main_for`.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from .. import atomicfile
 from ..errors import LimaError
 
 _SCRIPT = """#!{python}
@@ -27,8 +27,5 @@ def write_executable(dest_dir: Path, name: str, target: str, python: str | None 
         raise LimaError(f"invalid driver name {name!r}")
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / f"lima-driver-{name}"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(_SCRIPT.format(python=python or sys.executable, name=name, target=target))
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    atomicfile.write(path, _SCRIPT.format(python=python or sys.executable, name=name, target=target), mode=0o755)
     return path

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lima_core import atomicfile
 from lima_core.errors import ConfigError
 from lima_core.processes import describe_exit, kill
 
@@ -148,8 +149,6 @@ def _read_cache(path: Path) -> dict:
 def _write_cache(path: Path, verdicts: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(verdicts, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomicfile.write(path, json.dumps(verdicts, indent=1) + "\n")
     except OSError as exc:
         log.debug("cannot cache the accelerator verdict in %s: %s", path, exc)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from lima_core import dirnames
+from lima_core import atomicfile, dirnames
 from lima_core.errors import ValidationError
 from lima_core.limatype import host_arch
 from lima_core.processes import describe_exit, kill
@@ -187,9 +187,7 @@ def _write_cache(path: Path, entries: dict) -> None:
     data = dict(newest[-_CACHE_ENTRIES:])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomicfile.write(path, json.dumps(data, indent=1) + "\n")
     except OSError as exc:
         log.debug("cannot write %s: %s", path, exc)
 

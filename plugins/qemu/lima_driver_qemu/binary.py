@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lima_core import dirnames
+from lima_core import atomicfile, dirnames
 from lima_core.errors import ValidationError
 from lima_core.processes import describe_exit
 
@@ -260,8 +260,6 @@ def _store(stamp: tuple[str, int, int], what: str, value: Any) -> None:
         newest = sorted(entries.items(), key=lambda kv: kv[1].get("at", 0) if isinstance(kv[1], dict) else 0)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(dict(newest[-_CACHE_ENTRIES:])) + "\n")
-            os.replace(tmp, path)
+            atomicfile.write(path, json.dumps(dict(newest[-_CACHE_ENTRIES:])) + "\n")
         except OSError as exc:
             log.debug("cannot write %s: %s", path, exc)

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lima_core import filenames
+from lima_core import atomicfile, filenames
 from lima_core.errors import ConfigError, DriverError
 from lima_core.processes import describe_exit
 from lima_core.units import human_size
@@ -121,17 +121,10 @@ def ensure_disk(instance_dir: Path, size: int) -> str:
     if fmt in KEPT_FORMATS:
         os.rename(image, disk)
         return "renamed"
-    tmp = instance_dir / f".{filenames.DISK}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
     log.info("converting %s from %s to %s", image, fmt, CONVERT_TO)
-    try:
+    with atomicfile.replacing(disk, sync=True) as tmp:  # the image goes next: the disk must be on disk
         qemu_img("convert", "-f", fmt, "-O", CONVERT_TO, str(image), str(tmp),
                  what=f"cannot convert {image} from {fmt} to {CONVERT_TO}")
-        os.rename(tmp, disk)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     image.unlink()
     return "converted"
 

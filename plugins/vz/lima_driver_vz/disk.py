@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lima_core import filenames
+from lima_core import atomicfile, filenames
 from lima_core.errors import DriverError
 from lima_core.processes import describe_exit, tail
 
@@ -104,14 +104,6 @@ def ensure_disk(instance_dir: Path, size: int, fmt: str) -> None:
         image.rename(disk)
         os.chmod(disk, 0o644)
         return
-    tmp = disk.with_name(disk.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
+    with atomicfile.replacing(disk, sync=True) as tmp:  # the image goes next: the disk must be on disk
         convert(image, tmp, fmt)
-        os.replace(tmp, disk)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
     image.unlink()
