@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import atomicfile
+from .. import atomicfile, filenames
 from ..errors import LimaError
 
 _SCRIPT = """#!{python}
@@ -26,6 +26,6 @@ def write_executable(dest_dir: Path, name: str, target: str, python: str | None 
     if not name or "/" in name or name.startswith("."):
         raise LimaError(f"invalid driver name {name!r}")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / f"lima-driver-{name}"
+    path = dest_dir / filenames.driver_executable(name, windows=False)  # a script, never an .exe
     atomicfile.write(path, _SCRIPT.format(python=python or sys.executable, name=name, target=target), mode=0o755)
     return path

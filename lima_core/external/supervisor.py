@@ -111,7 +111,7 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
 
 def _server_pid(instance_dir: Path, name: str, prune: bool = True) -> pidfile.PidStatus:
     """``<name>.drv.pid``, accepted only for the driver *name* serving this instance (see pidfile)."""
-    return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=f"lima-driver-{name}",
+    return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=filenames.driver_executable(name, windows=False),
                         owner=instance_dir, prune=prune)
 
 

@@ -263,7 +263,7 @@ def _die(hook: str) -> None:
 
 def _serving() -> bool:
     """True in a ``lima-driver-*`` executable (the external driver), where dying kills only the driver."""
-    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("lima-driver-")
+    return filenames.driver_name(sys.argv[0] if sys.argv else "") is not None
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from .. import filenames, registry
 from ..errors import DriverNotFound, LimaError
 from ..host import DriverHost
 from ..limatype import Instance
@@ -78,7 +78,7 @@ def find_executable(name: str) -> tuple[str, str] | None:
     for entry in ([winner, *winner.shadows] if winner else []):
         if entry.is_external:
             return entry.location, entry.source
-    exe = registry.EXECUTABLE_PREFIX + name
+    exe = filenames.driver_executable(name)
     beside = Path(sys.executable).parent / exe
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside), "console script"
