@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from lima_core import filenames, hookimpl, pidfile, processes
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
-from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
+from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
@@ -197,7 +197,7 @@ class QemuDriver:
         disk.ensure_size(self._disk(), size)
 
     def _disk_size(self) -> int:
-        return parse_size(self.config.disk or config.DEFAULT_DISK, "disk")
+        return parse_size(self.config.disk or DEFAULT_DISK, "disk")
 
     @hookimpl
     def start(self) -> StartHandle:
