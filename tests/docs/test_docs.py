@@ -55,6 +55,8 @@ PUBLIC_HELPERS = {
                             "SERIAL_SOCK", "GUEST_AGENT_SOCK", "EXTERNAL_DRIVER_STDERR_LOG"],
     "lima_core.pidfile": ["write", "read", "remove", "wait_exit", "PidStatus"],
     "lima_core.processes": ["kill", "terminate", "wait_exit", "describe_exit", "log_tail", "tail"],
+    "lima_core.probecache": ["ProbeCache"],
+    "lima_core.atomicfile": ["write", "replacing"],
     "lima_core.mounts": ["resolve", "ResolvedMount", "mount_tag"],
     "lima_core.network": ["mac_address", "SLIRP_NETWORK", "SLIRP_GATEWAY", "SLIRP_DNS", "SLIRP_GUEST_IP"],
     "lima_core.external": ["serve", "main_for"],
