@@ -51,6 +51,8 @@ STARTUP_TIMEOUT = 15.0
 VNC_SOCKET_WAIT = 30.0
 SUPPORTED_IMAGE_FORMATS = list(disk.KEPT_FORMATS)
 DEFAULT_SSH_ADDRESS = "127.0.0.1"
+#: snapshot operation -> (its HMP command while running, whether the tag must exist)
+_SNAPSHOT_OPS = {"create": ("savevm", False), "apply": ("loadvm", True), "delete": ("delvm", True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,57 +420,45 @@ class QemuDriver:
 
     def _hmp(self, command_line: str) -> str:
         try:
-            out = qmp.hmp(self._qmp_sock, command_line)
+            return qmp.hmp(self._qmp_sock, command_line)
         except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
             raise DriverError(f"{command_line.split()[0]}: {exc} (is the instance running?)") from None
-        text = out.strip()
+
+    def _snapshot(self, op: str, tag: str) -> None:
+        """Lima's snapshot operations: HMP ``savevm``/``loadvm``/``delvm`` while running, else
+        ``qemu-img snapshot`` on the disk. Only ``create`` takes a tag that does not exist yet."""
+        command, must_exist = _SNAPSHOT_OPS[op]
+        if (tag in self._tags(tag)) != must_exist:
+            raise DriverError(f"snapshot {tag!r} " + ("not found" if must_exist else "already exists"))
+        if not self._running():
+            disk.offline_snapshot(self._disk(), op, tag)
+            return
+        text = self._hmp(f"{command} {tag}").strip()
         if any(line.startswith("Error") for line in text.splitlines()):
-            raise DriverError(f"{command_line.split()[0]}: {' '.join(text.split())}")
+            raise DriverError(f"{command}: {' '.join(text.split())}")
         if text:
-            log.warning("%s: %s", command_line.split()[0], text)
-        return out
+            log.warning("%s: %s", command, text)
 
     @hookimpl
     def create_snapshot(self, tag: str) -> None:
-        if tag in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} already exists")
-        if self._running():
-            self._hmp(f"savevm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "create", tag)
+        self._snapshot("create", tag)
 
     @hookimpl
     def apply_snapshot(self, tag: str) -> None:
-        if tag not in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} not found")
-        if self._running():
-            self._hmp(f"loadvm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "apply", tag)
+        self._snapshot("apply", tag)
 
     @hookimpl
     def delete_snapshot(self, tag: str) -> None:
-        if tag not in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} not found")
-        if self._running():
-            self._hmp(f"delvm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "delete", tag)
+        self._snapshot("delete", tag)
 
     @hookimpl
     def list_snapshots(self) -> str:
         self._tags()
         if not self._running():
             return disk.offline_list(self._disk())
-        out = self._hmp_list()
+        out = self._hmp("info snapshots")
         return out.replace("List of snapshots present on all disks:\n", "", 1).replace(
             "There is no snapshot available.\n", "", 1)
-
-    def _hmp_list(self) -> str:
-        try:
-            return qmp.hmp(self._qmp_sock, "info snapshots")
-        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
-            raise DriverError(f"info snapshots: {exc} (is the instance running?)") from None
 
     # -- guest agent and SSH ----------------------------------------------------------------
 
