@@ -8,6 +8,13 @@ also keeps its ``Popen`` so the returned handle reports qemu's exit.
 What starts QEMU (finding the binary and its features, the accelerator, the
 firmware, the command line) is imported by the hooks that need it: a driver
 process that answers ``info`` or serves a running VM's ``stop`` never loads it.
+
+Hooks whose host default is what Lima's qemu driver does are not implemented,
+so an external driver is not asked for them: ``create`` and ``delete``
+(nothing outside the instance directory), ``boot_scripts`` (none),
+``forward_guest_agent`` (true: no vsock), ``guest_agent_conn`` (none: the
+host dials ``ga.sock``), ``ssh_address`` (127.0.0.1) and
+``additional_setup_for_ssh`` (nothing to wait for).
 """
 
 from __future__ import annotations
@@ -189,10 +196,6 @@ class QemuDriver:
     # -- Lifecycle ------------------------------------------------------------------------
 
     @hookimpl
-    def create(self) -> None:
-        return None
-
-    @hookimpl
     def create_disk(self) -> None:
         size = self._disk_size()
         disk.ensure_disk(self.dir, size)
@@ -367,17 +370,9 @@ class QemuDriver:
                 log.debug("pressing the power button again: %s", exc)
         log.info("QEMU has exited")
 
-    @hookimpl
-    def delete(self) -> None:
-        return None
-
     # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
     # A driver that implements it is asked by every `lima list` (as an external driver, that
     # means running it once more).
-
-    @hookimpl
-    def boot_scripts(self) -> dict[str, bytes]:
-        return {}
 
     # -- display --------------------------------------------------------------------------
 
@@ -459,22 +454,4 @@ class QemuDriver:
         out = self._hmp("info snapshots")
         return out.replace("List of snapshots present on all disks:\n", "", 1).replace(
             "There is no snapshot available.\n", "", 1)
-
-    # -- guest agent and SSH ----------------------------------------------------------------
-
-    @hookimpl
-    def forward_guest_agent(self) -> bool:
-        return True
-
-    @hookimpl
-    def guest_agent_conn(self) -> None:
-        return None
-
-    @hookimpl
-    def ssh_address(self) -> str:
-        return DEFAULT_SSH_ADDRESS
-
-    @hookimpl
-    def additional_setup_for_ssh(self) -> None:
-        return None
 
