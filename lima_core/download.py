@@ -10,7 +10,6 @@ Local paths and ``file://`` URLs are copied (and work offline). A digest
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import hashlib
 import lzma
@@ -22,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from . import dirnames
+from . import atomicfile, dirnames
 from .errors import LimaError
 
 #: progress(label, done_bytes, total_bytes_or_None)
@@ -87,22 +86,18 @@ def fetch(location: str, dest: Path, *, digest: str | None = None, decompress: b
         if not source.is_file():
             raise DownloadError(f"{location} does not exist (or is not a file)")
         _verify(source, want, location)
-    tmp = dest.with_name(f".{dest.name}.download")
+    opener = _DECOMPRESSORS.get(Path(urllib.parse.urlparse(location).path).suffix) if decompress else None
     try:
-        opener = _DECOMPRESSORS.get(Path(urllib.parse.urlparse(location).path).suffix) if decompress else None
-        if opener is not None:
-            with opener(source, "rb") as src, open(tmp, "wb") as out:  # type: ignore[operator]
-                shutil.copyfileobj(src, out, CHUNK)
-        else:
-            _copy(source, tmp, location, progress if not is_remote(location) else None)
-        os.replace(tmp, dest)
+        with atomicfile.replacing(dest) as tmp:
+            if opener is not None:
+                with opener(source, "rb") as src, open(tmp, "wb") as out:  # type: ignore[operator]
+                    shutil.copyfileobj(src, out, CHUNK)
+            else:
+                _copy(source, tmp, location, progress if not is_remote(location) else None)
     except OSError as exc:
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     except (EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
         raise DownloadError(f"cannot decompress {location}: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return dest
 
 
@@ -126,28 +121,21 @@ def _cached(url: str, want: tuple[str, str] | None, progress: Progress | None) -
         if want is None or _cached_digest_ok(entry, data, want):
             return data
     entry.mkdir(parents=True, exist_ok=True)
-    tmp = entry / "data.tmp"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - http(s) only
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            done = 0
-            with open(tmp, "wb") as out:
-                while chunk := resp.read(CHUNK):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(url, done, total)
-    except (urllib.error.URLError, OSError) as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise DownloadError(f"cannot download {url}: {reason}") from None
-    try:
+    with atomicfile.replacing(data) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - http(s) only
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                done = 0
+                with open(tmp, "wb") as out:
+                    while chunk := resp.read(CHUNK):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(url, done, total)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+            raise DownloadError(f"cannot download {url}: {reason}") from None
         _verify(tmp, want, url)
-    except DownloadError:
-        tmp.unlink()
-        raise
-    os.replace(tmp, data)
     (entry / "url").write_text(url)
     if want is not None:
         (entry / f"{want[0]}.digest").write_text(f"{want[0]}:{want[1]}")
@@ -193,13 +181,8 @@ def conform(image: Path, formats: list[str], location: str) -> str | None:
 
 
 def _copy_into(source: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.copy")
-    try:
+    with atomicfile.replacing(dest) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def _cached_digest_ok(entry: Path, data: Path, want: tuple[str, str]) -> bool:

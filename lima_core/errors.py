@@ -119,3 +119,10 @@ class DriverProcessError(DriverError):
 
 class StartFailed(DriverError):
     """The VM did not start, or stopped with an error while booting."""
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+class SignalDenied(LimaError):
+    """The system does not let lima-core signal a process (it runs as another user); it was left alone."""

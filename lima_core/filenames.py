@@ -1,9 +1,11 @@
-"""File names inside an instance directory and under LIMA_HOME, as Lima names them.
+"""File names inside an instance directory and under LIMA_HOME, and of driver executables, as Lima names them.
 
 The one place these names are written; code never spells them inline.
 """
 
 from __future__ import annotations
+
+import os
 
 # metadata
 LIMA_YAML = "lima.yaml"
@@ -91,6 +93,34 @@ def driver_pid_file(driver: str) -> str:
 
 DRIVER_SOCKET_SUFFIX = ".drv.sock"
 DRIVER_PID_SUFFIX = ".drv.pid"
+
+# external driver executables (on LIMA_DRIVERS_PATH, in <prefix>/libexec/lima)
+DRIVER_EXECUTABLE_PREFIX = "lima-driver-"
+
+
+def driver_executable(driver: str, windows: bool = os.name == "nt") -> str:
+    """The executable serving *driver*: lima-driver-<name>, with ``.exe`` on Windows."""
+    return DRIVER_EXECUTABLE_PREFIX + driver + (".exe" if windows else "")
+
+
+def driver_name(path: str, windows: bool = os.name == "nt") -> str | None:
+    """The driver an executable serves, by its file name, or None if the name is not a driver's.
+
+    Lima's rule: ``lima-driver-<name>``; on Windows the file name must end in
+    ``.exe`` (any case), which is not part of the name; elsewhere a name
+    ending in ``.exe`` is not a driver. *path* may be a whole path (``argv[0]``).
+    """
+    base = os.path.basename(path)
+    if not base.startswith(DRIVER_EXECUTABLE_PREFIX):
+        return None
+    name = base[len(DRIVER_EXECUTABLE_PREFIX):]
+    if windows:
+        if not name.lower().endswith(".exe"):
+            return None
+        name = name[:-4]
+    elif name.endswith(".exe"):
+        return None
+    return name or None
 
 # under LIMA_HOME
 CONFIG_DIR = "_config"

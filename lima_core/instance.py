@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import ansible, dirnames, events, fields, filenames, limayaml, locks, pidfile, registry, store, yamlfile
-from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError
+from . import ansible, dirnames, events, fields, filenames, limayaml, locks, processes, registry, store, yamlfile
+from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError, SignalDenied
 from .external import supervisor
 from .host import DriverHost
 from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
@@ -257,7 +257,7 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     deadline = time.monotonic() + HA_PID_WAIT
     while not store.host_agent(inst_dir).alive:
         if proc.poll() is not None:
-            raise InstanceError(f"the host agent of {name!r} exited at once with status {proc.returncode}: "
+            raise InstanceError(f"the host agent of {name!r} {processes.describe_exit(proc.returncode)} at once: "
                                 f"{_tail(inst_dir)}")
         if time.monotonic() > deadline:
             raise InstanceError(f"the host agent of {name!r} did not start within {HA_PID_WAIT:g} s; "
@@ -266,12 +266,9 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     return proc
 
 
-def _tail(inst_dir: Path, lines: int = 3) -> str:
-    try:
-        text = (inst_dir / filenames.HOST_AGENT_STDERR_LOG).read_text().strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return " | ".join(text[-lines:]) or "(no output)"
+def _tail(inst_dir: Path) -> str:
+    """The end of the host agent's stderr, for an error message."""
+    return processes.log_tail(inst_dir / filenames.HOST_AGENT_STDERR_LOG, lines=3) or "(no output)"
 
 
 def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
@@ -309,21 +306,13 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
                 pass
         if not inst_dir.is_dir():
             raise InstanceError(f"instance {name!r} was deleted while it was starting")
-        how = (f"was killed by {_signal_name(-ha.returncode)}" if ha.returncode < 0
-               else f"exited with status {ha.returncode}")
-        raise InstanceError(f"the host agent of {name!r} {how} while the instance was starting: {_tail(inst_dir)}")
+        raise InstanceError(f"the host agent of {name!r} {processes.describe_exit(ha.returncode)} while the instance "
+                            f"was starting: {_tail(inst_dir)}")
     pending = f"; still waiting for {waiting!r}" + (f" (last error: {last_error})" if last_error else "") \
         if waiting else ""
     raise InstanceError(f"instance {name!r} did not become ready within {timeout:g} s{pending}; it is still "
                         f"starting in the background (see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}), or run "
                         f"`lima stop -f {name}`")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 # -- stop -------------------------------------------------------------------------------------
@@ -344,7 +333,7 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
     with contextlib.suppress(psutil.NoSuchProcess):
         ha.process.send_signal(signal.SIGINT)
-    if not pidfile.wait_exit(ha.process, timeout):
+    if not processes.wait_exit(ha.process, timeout):
         raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
     last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
     if last is not None and last.errors:
@@ -368,7 +357,10 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
     notes: list[str] = []
     for status in (store.host_agent(inst_dir), store.vm_process(inst_dir, vm_type)):
         if status.process is not None:
-            _kill(status.process)
+            try:
+                processes.kill(status.process)
+            except SignalDenied as exc:
+                notes.append(exc.message)
         elif status.reason:
             notes.append(status.reason)
     notes += supervisor.stop_servers(inst_dir, force=True)
@@ -377,12 +369,6 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
     return notes
-
-
-def _kill(proc: psutil.Process) -> None:
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc.kill()
-    pidfile.wait_exit(proc, 10)
 
 
 def stop_force(name: str) -> list[str]:

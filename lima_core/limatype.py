@@ -412,9 +412,13 @@ class Instance(JSONModel):
     auto_started_identifier: str = key("autoStartedIdentifier", "", omitempty=True)
 
 
-# -- arch names -------------------------------------------------------------------------
+# -- lima.yaml values ----------------------------------------------------------------------
 
 ARCHES = ("x86_64", "aarch64", "armv7l", "ppc64le", "riscv64", "s390x")
+#: every mountType Lima knows (which ones a driver can give a guest is its own business)
+MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
+#: Lima's builtin ``disk:`` when lima.yaml and default.yaml leave it out
+DEFAULT_DISK = "100GiB"
 _ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64",
                  "armv7l": "armv7l", "ppc64le": "ppc64le", "riscv64": "riscv64", "s390x": "s390x"}
 

@@ -21,7 +21,7 @@ import yaml
 from . import dirnames, filenames, guestfields, yamlfile
 from ._jsonmodel import JSONModel
 from .errors import ConfigError
-from .limatype import ARCHES, LimaYAML, host_arch
+from .limatype import ARCHES, DEFAULT_DISK, MOUNT_TYPES, LimaYAML, host_arch
 from .mounts import expand_location
 from .units import format_size, parse_size
 from .users import guest_user
@@ -29,8 +29,6 @@ from .users import guest_user
 log = logging.getLogger("lima_core")
 
 OS_TYPES = ("Linux", "Darwin", "FreeBSD", "Windows")
-MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
-DEFAULT_DISK = "100GiB"
 
 
 # -- loading ------------------------------------------------------------------------------

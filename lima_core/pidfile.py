@@ -19,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import atomicfile
 from .filenames import PID_IDENTITY_SUFFIX
+from .processes import wait_exit as wait_exit  # public SDK (docs/authors.md): drivers wait on pid-file processes
 
 if TYPE_CHECKING:
     import psutil  # imported where used: a driver process starts faster without it
@@ -61,8 +62,8 @@ def write(path: Path, pid: int) -> None:
         record.update(createTime=proc.create_time(), cmdline=proc.cmdline())
     except psutil.Error:
         pass
-    _atomic_write(identity_path(path), json.dumps(record) + "\n")
-    _atomic_write(path, f"{pid}\n")
+    atomicfile.write(identity_path(path), json.dumps(record) + "\n")
+    atomicfile.write(path, f"{pid}\n")
 
 
 def remove(path: Path) -> None:
@@ -154,42 +155,9 @@ def _same_path(a: str, b: Path) -> bool:
     return a == str(b.absolute()) or os.path.realpath(a) == os.path.realpath(b)
 
 
-def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
-    """Wait until *proc* has exited; True if it did within *timeout* seconds.
-
-    A process we did not spawn lingers as a zombie until its new parent reaps
-    it (here, init may take a second or more); it has exited all the same,
-    so a zombie counts as gone, and so does its pid taken by a new process.
-    It is never reaped here: a child's owner (a ``Popen.wait``) must still
-    see its real exit status. A process we may not inspect counts as running.
-    """
-    import psutil
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            if not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.AccessDenied:
-            pass
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
 def _read_identity(path: Path) -> dict | None:
     try:
         record = json.loads(identity_path(path).read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

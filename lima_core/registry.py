@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lima_core")
 
 ENTRY_POINT_GROUP = "lima.drivers"
-EXECUTABLE_PREFIX = "lima-driver-"
 DRIVERS_PATH_ENV = "LIMA_DRIVERS_PATH"
 LOAD_DRIVERS_ENV = "LIMA_LOAD_DRIVERS"
 EXTERNAL_DRIVERS_ENV = "LIMA_EXTERNAL_DRIVERS"
@@ -88,7 +87,7 @@ class Registry:
         if name in self.external_names:
             raise DriverNotFound(
                 f"driver {name!r} is configured as external ({EXTERNAL_DRIVERS_ENV}) but no "
-                f"{EXECUTABLE_PREFIX}{name} executable was found; run `lima drivers build-external {name}` "
+                f"{filenames.DRIVER_EXECUTABLE_PREFIX}{name} executable was found; run `lima drivers build-external {name}` "
                 f"or put it on {DRIVERS_PATH_ENV}")
         known = ", ".join(self.names()) or "none are installed; pip install lima-driver-qemu"
         raise DriverNotFound(f"unknown vmType {name!r}: no driver of that name (available: {known})")
@@ -206,11 +205,11 @@ def _from_path_entry(entry: Path, warnings: list[str]) -> Iterator[DriverEntry]:
     if stat.S_ISDIR(st.st_mode):
         for path in _scan_dir(entry, warnings):
             yield _external(path, DRIVERS_PATH_ENV)
-    elif driver_name(entry.name) is not None and _usable(entry, warnings):
+    elif filenames.driver_name(entry.name) is not None and _usable(entry, warnings):
         yield _external(entry, DRIVERS_PATH_ENV)
     else:
         warnings.append(f"{DRIVERS_PATH_ENV}: skipping {entry}: not an executable named "
-                        f"{EXECUTABLE_PREFIX}<name>")
+                        f"{filenames.DRIVER_EXECUTABLE_PREFIX}<name>")
 
 
 def _scan_dir(directory: Path, warnings: list[str]) -> Iterator[Path]:
@@ -221,22 +220,8 @@ def _scan_dir(directory: Path, warnings: list[str]) -> Iterator[Path]:
         return
     for name in names:
         path = directory / name
-        if driver_name(name) is not None and path.is_file() and _usable(path, warnings):
+        if filenames.driver_name(name) is not None and path.is_file() and _usable(path, warnings):
             yield path
-
-
-def driver_name(filename: str) -> str | None:
-    """The driver name in ``lima-driver-<name>`` (``.exe`` required on Windows, refused elsewhere)."""
-    if not filename.startswith(EXECUTABLE_PREFIX):
-        return None
-    name = filename[len(EXECUTABLE_PREFIX):]
-    if IS_WINDOWS:
-        if not name.lower().endswith(".exe"):
-            return None
-        name = name[:-4]
-    elif name.endswith(".exe"):
-        return None
-    return name or None
 
 
 def _usable(path: Path, warnings: list[str]) -> bool:
@@ -266,7 +251,7 @@ def _usable(path: Path, warnings: list[str]) -> bool:
 
 
 def _external(path: Path, source: str) -> DriverEntry:
-    name = driver_name(path.name)
+    name = filenames.driver_name(path.name)
     assert name is not None
     return DriverEntry(name, EXTERNAL, str(path.absolute()), source)
 
@@ -303,7 +288,7 @@ def libexec_dirs(argv0: str | None = None) -> list[Path]:
 
 def console_script(name: str, argv0: str | None = None) -> Path | None:
     """The console script ``lima-driver-<name>`` beside the running lima or this Python, if there is one."""
-    exe = f"{EXECUTABLE_PREFIX}{name}" + (".exe" if IS_WINDOWS else "")
+    exe = filenames.driver_executable(name)
     candidates = [d / exe for d in self_dirs(argv0)] + [Path(sys.executable).parent / exe]
     return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
 

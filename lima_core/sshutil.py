@@ -10,7 +10,6 @@ caller's pipes open.
 from __future__ import annotations
 
 import enum
-import os
 import selectors
 import shutil
 import socket
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import dirnames, filenames
+from . import atomicfile, dirnames, filenames
 from .errors import LimaError
 from .limatype import LimaYAML
 
@@ -106,10 +105,7 @@ Host {host_alias(name)}
   Port {port}
 """
     path = inst_dir / filenames.SSH_CONFIG
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    atomicfile.write(path, text, mode=0o644)
     return path
 
 

@@ -19,6 +19,8 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 
+from .processes import describe_exit
+
 
 @dataclasses.dataclass(frozen=True)
 class StartEvent:
@@ -100,7 +102,7 @@ class StartHandle:
         def wait() -> None:
             code = proc.wait()
             if code != 0:
-                handle.report(f"{what} exited with status {code}" if code > 0 else f"{what} was killed by signal {-code}")
+                handle.report(f"{what} {describe_exit(code)}")
             handle.close()
 
         threading.Thread(target=wait, name=f"wait-{what}", daemon=True).start()

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import dirnames, filenames, limayaml, pidfile
+from . import atomicfile, dirnames, filenames, limayaml, pidfile
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
 from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
@@ -82,9 +82,7 @@ def write_driver_info(inst_dir: Path, name: str, location: str, hooks: list[str]
     try:
         if path.exists() and json.loads(path.read_text()) == data:
             return
-        tmp = inst_dir / (DRIVER_INFO + ".tmp")
-        tmp.write_text(json.dumps(data) + "\n")
-        tmp.replace(path)
+        atomicfile.write(path, json.dumps(data) + "\n")
     except (OSError, ValueError) as exc:
         log.debug("cannot record %s: %s", path, exc)
 

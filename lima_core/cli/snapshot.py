@@ -11,24 +11,26 @@ from ._common import info, new_app
 
 app = new_app("Manage instance snapshots.")
 
+_NAME = typer.Argument(...)
+_TAG = typer.Option(None, "--tag", help="snapshot name")
 
-def _driver(name: str) -> Any:
+
+def _call(name: str, hook: str, **kwargs: Any) -> Any:
+    """Call *hook* on the instance's driver. An external driver server this command spawned for a
+    stopped instance is stopped afterwards (no orphans)."""
+    from pathlib import Path
+
     from .. import instance, store
+    from ..external import supervisor
 
     store.existing_dir(name)
     inst = store.inspect(name)
-    return instance.load_driver(inst), inst
-
-
-def _done(name: str, inst: Any) -> None:
-    """Stop an external driver server this command spawned for a stopped instance (no orphans)."""
-    from pathlib import Path
-
-    from .. import instance
-    from ..external import supervisor
-
-    if not instance.host_agent_running(Path(inst.dir)):
-        supervisor.stop_servers(Path(inst.dir))
+    host = instance.load_driver(inst)
+    try:
+        return host.call(hook, **kwargs)
+    finally:
+        if not instance.host_agent_running(Path(inst.dir)):
+            supervisor.stop_servers(Path(inst.dir))
 
 
 def _tag(tag: str | None) -> str:
@@ -38,54 +40,36 @@ def _tag(tag: str | None) -> str:
 
 
 @app.command("create")
-def create(name: str = typer.Argument(...), tag: str = typer.Option(None, "--tag", help="snapshot name")) -> None:
+def create(name: str = _NAME, tag: str = _TAG) -> None:
     """Save a snapshot (memory too, while running)."""
-    host, inst = _driver(name)
-    try:
-        host.create_snapshot(tag=_tag(tag))
-    finally:
-        _done(name, inst)
+    _call(name, "create_snapshot", tag=_tag(tag))
     info(f"Snapshot {tag!r} of {name!r} created.")
 
 
 @app.command("apply")
-def apply(name: str = typer.Argument(...), tag: str = typer.Option(None, "--tag", help="snapshot name")) -> None:
+def apply(name: str = _NAME, tag: str = _TAG) -> None:
     """Revert the instance to a snapshot."""
     from pathlib import Path
 
-    from .. import sshutil
+    from .. import sshutil, store
 
-    host, inst = _driver(name)
-    try:
-        host.apply_snapshot(tag=_tag(tag))
-    finally:
-        _done(name, inst)
+    _call(name, "apply_snapshot", tag=_tag(tag))
     # A running guest is back in its past: the ssh ControlMaster's connection is not in it.
-    sshutil.stop_master(Path(inst.dir), name)
+    sshutil.stop_master(Path(store.existing_dir(name)), name)
     info(f"Instance {name!r} reverted to snapshot {tag!r}.")
 
 
 @app.command("delete")
-def delete(name: str = typer.Argument(...), tag: str = typer.Option(None, "--tag", help="snapshot name")) -> None:
+def delete(name: str = _NAME, tag: str = _TAG) -> None:
     """Delete a snapshot."""
-    host, inst = _driver(name)
-    try:
-        host.delete_snapshot(tag=_tag(tag))
-    finally:
-        _done(name, inst)
+    _call(name, "delete_snapshot", tag=_tag(tag))
     info(f"Snapshot {tag!r} of {name!r} deleted.")
 
 
 @app.command("list")
-def list_(name: str = typer.Argument(...),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="print the tags only")) -> None:
+def list_(name: str = _NAME, quiet: bool = typer.Option(False, "--quiet", "-q", help="print the tags only")) -> None:
     """List snapshots."""
-    host, inst = _driver(name)
-    try:
-        text = host.list_snapshots()
-    finally:
-        _done(name, inst)
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in _call(name, "list_snapshots").splitlines() if ln.strip()]
     if not quiet:
         if lines:
             print("\n".join(lines))

@@ -7,11 +7,11 @@ Python script bound to this interpreter that calls :func:`main_for`.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 
+from .. import atomicfile, filenames
 from ..errors import LimaError
 
 _SCRIPT = """#!{python}
@@ -38,9 +38,6 @@ def write_executable(dest_dir: Path, name: str, target: str, python: str | None 
     if not name or "/" in name or name.startswith("."):
         raise LimaError(f"invalid driver name {name!r}")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    path = dest_dir / f"lima-driver-{name}"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(_SCRIPT.format(python=python or sys.executable, name=name, target=target))
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    path = dest_dir / filenames.driver_executable(name, windows=False)  # a script, never an .exe
+    atomicfile.write(path, _SCRIPT.format(python=python or sys.executable, name=name, target=target), mode=0o755)
     return path

@@ -31,6 +31,7 @@ from .. import hookspecs
 from ..errors import DriverError, DriverTimeout, DriverUnavailable, LimaError, StartFailed
 from ..host import DriverHost
 from ..limatype import Instance
+from ..processes import describe_exit, tail
 from ..protocol import payload, rpc
 from ..starthandle import StartHandle
 from . import supervisor
@@ -191,9 +192,8 @@ def inspect_status(path: str, instance: Instance) -> str:
     except OSError as exc:
         raise DriverError(f"cannot run {path} --inspect-status: {exc.strerror}") from None
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise DriverError(f"{path} --inspect-status exited with status {proc.returncode}"
-                          + (f": {err[-1]}" if err else ""))
+        err = tail(proc.stderr.decode(errors="replace"), 1)
+        raise DriverError(f"{path} --inspect-status {describe_exit(proc.returncode)}" + (f": {err}" if err else ""))
     instance.replace_with(_inspect_reply(proc.stdout))
     return instance.status
 

@@ -221,14 +221,6 @@ def _handlers(servicer: _Servicer) -> tuple[dict[str, Any], dict[str, Any]]:
 # -- the executable -------------------------------------------------------------------------
 
 
-def driver_name_from_argv0(argv0: str) -> str | None:
-    base = os.path.basename(argv0)
-    if base.startswith("lima-driver-"):
-        name = base[len("lima-driver-"):]
-        return name[:-4] if name.lower().endswith(".exe") else name
-    return None
-
-
 def _parse_flags(argv: list[str]) -> dict[str, Any]:
     """Go ``flag`` semantics for the two flags Lima passes."""
     opts: dict[str, Any] = {"inst-dir": None, "inspect-status": False, "inspect-status-batch": False}
@@ -281,7 +273,7 @@ def serve(driver: object | type | DriverFactory | str, argv: list[str] | None = 
     argv = sys.argv if argv is None else argv
     logging.basicConfig(stream=sys.stderr, level=logging.DEBUG,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    name_hint = driver_name_from_argv0(argv[0])
+    name_hint = filenames.driver_name(argv[0])
     try:
         opts = _parse_flags(argv[1:])
         driver = _load(driver) if isinstance(driver, str) else driver

@@ -20,6 +20,7 @@ import subprocess
 
 from ..errors import DriverError, DriverTimeout, LimaError
 from ..limatype import Instance
+from ..processes import describe_exit, tail
 from ..protocol.payload import decode_inspect, encode_inspect
 
 #: The one-shot call's time limit (the batch gets this plus a second per instance).
@@ -45,9 +46,8 @@ def inspect_statuses(path: str, instances: list[Instance]) -> list[str | LimaErr
     if proc.returncode == 2:
         return None
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise DriverError(f"{path} {BATCH_FLAG} exited with status {proc.returncode}"
-                          + (f": {err[-1]}" if err else ""))
+        err = tail(proc.stderr.decode(errors="replace"), 1)
+        raise DriverError(f"{path} {BATCH_FLAG} {describe_exit(proc.returncode)}" + (f": {err}" if err else ""))
     # The replies are the last lines on stdout (whatever a library printed before them is not).
     replies = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith((b'"', b"{"))][-len(instances):]
     if len(replies) != len(instances):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import filenames, pidfile
+from .. import filenames, pidfile, processes
 from ..errors import DriverProcessError
 
 #: How long a spawned driver has to create its socket (Lima: 10 s).
@@ -62,13 +61,8 @@ class Server:
                 code = self.process.wait(wait)
             except subprocess.TimeoutExpired:
                 return None
-            if code < 0:
-                try:
-                    return f"was killed by {signal.Signals(-code).name}"
-                except ValueError:
-                    return f"was killed by signal {-code}"
-            return f"exited with status {code}"
-        if self.reused is not None and pidfile.wait_exit(self.reused, wait):
+            return processes.describe_exit(code)
+        if self.reused is not None and processes.wait_exit(self.reused, wait):
             return "exited"
         return None
 
@@ -107,7 +101,7 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
         if _wait_socket(sock, timeout, alive=lambda: _running(starting)):
             return Server(name, path, sock, reused=starting)
         if _running(starting):
-            terminate(starting, force=True)
+            processes.kill(starting)
             pidfile.remove(pid_path)
             raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
                                      f"{timeout:g} s; see {instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG}")
@@ -117,7 +111,7 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
 
 def _server_pid(instance_dir: Path, name: str, prune: bool = True) -> pidfile.PidStatus:
     """``<name>.drv.pid``, accepted only for the driver *name* serving this instance (see pidfile)."""
-    return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=f"lima-driver-{name}",
+    return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=filenames.driver_executable(name, windows=False),
                         owner=instance_dir, prune=prune)
 
 
@@ -146,7 +140,7 @@ def _popen(path: str, name: str, instance_dir: Path) -> subprocess.Popen:
     try:
         pidfile.write(pid_path, proc.pid)
     except OSError as exc:
-        _kill(proc)
+        processes.kill(proc)
         raise DriverProcessError(f"cannot write {pid_path}: {exc.strerror}") from exc
     return proc
 
@@ -163,17 +157,17 @@ def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEO
     code = proc.poll()
     if code is not None:
         pidfile.remove(pid_path)
-        tail = _tail(log_path, log_start)
-        raise DriverProcessError(f"external driver {name} ({path}) exited with status {code} before creating "
+        tail = processes.log_tail(log_path, log_start, STDERR_TAIL_LINES)
+        raise DriverProcessError(f"external driver {name} ({path}) {processes.describe_exit(code)} before creating "
                                  f"its socket" + (f": {tail}" if tail else ""))
-    _kill(proc)
+    processes.kill(proc)
     pidfile.remove(pid_path)
     raise DriverProcessError(f"external driver {name} ({path}) did not create {sock.name} within "
                              f"{timeout:g} s; see {log_path}")
 
 
 def _running(proc: psutil.Process) -> bool:
-    return not pidfile.wait_exit(proc, 0)  # a zombie counts as exited
+    return not processes.wait_exit(proc, 0)  # a zombie counts as exited
 
 
 def _wait_socket(sock: Path, timeout: float, alive: Callable[[], bool]) -> bool:
@@ -195,12 +189,17 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
     Graceful: SIGTERM, wait up to *timeout*, then SIGKILL. Forced: SIGKILL.
     Only processes proven to be the driver are signalled (see pidfile). Sockets
     are removed afterwards. Returns notes about pid files left alone.
+
+    :raises SignalDenied: a driver process may not be signalled (its pid file is kept).
     """
     notes: list[str] = []
     for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
         status = _server_pid(instance_dir, pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)])
         if status.process is not None:
-            terminate(status.process, force=force, timeout=timeout)
+            if force:
+                processes.kill(status.process)
+            else:
+                processes.terminate(status.process, timeout)
         elif status.reason:
             notes.append(status.reason)
         pidfile.remove(pid_path)
@@ -208,36 +207,3 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
     return notes
-
-
-def terminate(proc: psutil.Process, force: bool = False, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM then SIGKILL after *timeout* (or SIGKILL at once when *force*)."""
-    try:
-        if not force:
-            proc.send_signal(signal.SIGTERM)
-            if pidfile.wait_exit(proc, timeout):
-                return
-        proc.kill()
-        pidfile.wait_exit(proc, 5)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.AccessDenied as exc:
-        raise DriverProcessError(f"not allowed to stop process {proc.pid}") from exc
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-
-
-def _tail(log_path: Path, start: int) -> str:
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(start)
-            data = f.read()
-    except OSError:
-        return ""
-    lines = [ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip()]
-    return " | ".join(lines[-STDERR_TAIL_LINES:])

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, events, fields, filenames, instance, pidfile, sshutil, store
+from .. import cidata, events, fields, filenames, instance, processes, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
@@ -266,5 +266,4 @@ class HostAgent:
             return
         log.warning("killing the VM process (pid %d) that the driver could not stop", status.pid)
         with contextlib.suppress(Exception):
-            status.process.kill()
-            pidfile.wait_exit(status.process, 10)
+            processes.kill(status.process)

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import filenames, pidfile
+from .. import filenames, pidfile, processes
 from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, ValidationError
 from ..hookspecs import hookimpl
 from ..limatype import DriverFeatures, Info, Instance
@@ -158,7 +158,7 @@ class FakeDriver:
         deadline = time.monotonic() + 10
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        handle = StartHandle.for_process(proc, "fake VM", on_cancel=lambda: _kill(proc))
+        handle = StartHandle.for_process(proc, "fake VM", on_cancel=lambda: processes.kill(proc))
         for err in opts.get("startErrors", []):
             handle.report(str(err))
         return handle
@@ -166,18 +166,9 @@ class FakeDriver:
     @hookimpl
     def stop(self) -> None:
         self._fault("stop")
-        import psutil  # here, as a real driver would: it starts faster without it
-
-        status = pidfile.read(self._pid_path, expect=VM_MODULE)
-        proc = status.process
+        proc = pidfile.read(self._pid_path, expect=VM_MODULE).process
         if proc is not None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                if not pidfile.wait_exit(proc, STOP_TIMEOUT):
-                    proc.kill()
-                    pidfile.wait_exit(proc, 5)
-            except psutil.NoSuchProcess:
-                pass
+            processes.terminate(proc, STOP_TIMEOUT)
         pidfile.remove(self._pid_path)
 
     @hookimpl
@@ -275,14 +266,7 @@ def _die(hook: str) -> None:
 
 def _serving() -> bool:
     """True in a ``lima-driver-*`` executable (the external driver), where dying kills only the driver."""
-    return os.path.basename(sys.argv[0] if sys.argv else "").startswith("lima-driver-")
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        proc.kill()
-    except OSError:
-        pass
+    return filenames.driver_name(sys.argv[0] if sys.argv else "") is not None
 
 
 def main() -> None:

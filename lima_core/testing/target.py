@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import registry, templates
+from .. import filenames, registry, templates
 from ..errors import DriverNotFound, LimaError
 from ..host import DriverHost
 from ..limatype import Instance
@@ -113,7 +113,7 @@ def find_executable(name: str) -> tuple[str, str] | None:
     for entry in ([winner, *winner.shadows] if winner else []):
         if entry.is_external:
             return entry.location, entry.source
-    exe = registry.EXECUTABLE_PREFIX + name
+    exe = filenames.driver_executable(name)
     beside = Path(sys.executable).parent / exe
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside), "console script"

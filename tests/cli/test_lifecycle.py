@@ -102,7 +102,7 @@ def test_killed_vm_is_noticed(lima, driver_mode: str, fake_template: Path, lima_
     inst = wait_status(lima, "kvm", "Stopped")
     assert inst["status"] == "Stopped"
     last = json.loads((lima_home / "kvm" / "ha.stdout.log").read_text().splitlines()[-1])
-    assert "killed by signal 9" in " ".join(last["status"]["errors"])
+    assert "was killed by SIGKILL" in " ".join(last["status"]["errors"])
     assert leftovers() == []
 
 

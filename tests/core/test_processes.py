@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lima_core import pidfile
+from lima_core import pidfile, processes
 from lima_core.errors import DriverProcessError, DriverTimeout
 from lima_core.external import supervisor
 from lima_core.external.client import connect
@@ -93,7 +93,7 @@ def test_a_launched_server_that_never_answers_is_stopped(inst_dir: Path, short_t
     launched = psutil.Process(int((inst_dir / "slow.drv.pid").read_text()))
     with pytest.raises(DriverProcessError, match=r"did not create slow.drv.sock within 0.5 s"):
         supervisor.ensure_server(exe, "slow", inst_dir, timeout=0.5)
-    assert pidfile.wait_exit(launched, 5)
+    assert processes.wait_exit(launched, 5)
     assert not (inst_dir / "slow.drv.pid").exists()
 
 

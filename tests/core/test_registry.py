@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lima_core import registry
+from lima_core import filenames, registry
 from lima_core.errors import DriverLoadError, DriverNotFound
 
 
@@ -202,7 +202,16 @@ def test_bad_drivers_yaml_is_warned(lima_home: Path, argv0: str) -> None:
 @pytest.mark.parametrize(("filename", "windows", "expected"), [
     ("lima-driver-qemu", False, "qemu"), ("lima-driver-qemu.exe", False, None), ("lima-driver-", False, None),
     ("lima-driver-qemu.exe", True, "qemu"), ("lima-driver-qemu", True, None), ("limactl", False, None),
+    ("lima-driver-wsl2.EXE", True, "wsl2"), ("lima-driver-.exe", True, None),
+    ("/usr/local/libexec/lima/lima-driver-vz", False, "vz"), ("/opt/lima-driver-x/limactl", False, None),
 ])
-def test_driver_name_rule(filename: str, windows: bool, expected: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "IS_WINDOWS", windows)
-    assert registry.driver_name(filename) == expected
+def test_driver_name_rule(filename: str, windows: bool, expected: str | None) -> None:
+    """Lima's rule (reference §3.2), for a file found by discovery and for a driver's own argv[0] alike."""
+    assert filenames.driver_name(filename, windows=windows) == expected
+
+
+def test_driver_executable_name() -> None:
+    assert filenames.driver_executable("qemu", windows=False) == "lima-driver-qemu"
+    assert filenames.driver_executable("wsl2", windows=True) == "lima-driver-wsl2.exe"
+    for windows in (False, True):
+        assert filenames.driver_name(filenames.driver_executable("x", windows), windows) == "x"

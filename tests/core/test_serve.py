@@ -103,6 +103,16 @@ def test_a_driver_named_by_a_string_is_imported_by_serve(
     assert "named_driver" in sys.modules
 
 
+@pytest.mark.parametrize(("argv0", "name"), [
+    ("/opt/lima/libexec/lima/lima-driver-other", "other"),  # the executable's name wins over info's
+    ("lima-driver-other.exe", "fake"),  # not a driver's name off Windows (discovery would skip it): info's name
+    ("python", "fake"),
+])
+def test_the_name_comes_from_argv0_by_limas_rule(argv0: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve("lima_core.testing.fakedriver:FakeDriver", [argv0, "--help"]) == 0
+    assert f"A Lima external VM driver ({name})." in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("target", "message"), [
     ("no_such_module_xyz:Driver", "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
     ("lima_core.testing.fakedriver:NoSuchDriver", "AttributeError"),

@@ -97,7 +97,7 @@ def test_qemu_killed_is_noticed(lima, rig: Rig) -> None:
     os.kill(qemu, signal.SIGKILL)
     assert wait_status("q", "Stopped", timeout=30)["status"] == "Stopped"
     last = events(rig.home, "q")[-1]
-    assert last["exiting"] and "qemu was killed by signal 9" in " ".join(last["errors"])
+    assert last["exiting"] and "qemu was killed by SIGKILL" in " ".join(last["errors"])
     assert no_processes_of(rig.home) == []
     assert (d / "disk").exists() and (d / "lima.yaml").exists()
 

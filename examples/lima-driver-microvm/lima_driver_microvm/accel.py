@@ -4,8 +4,9 @@
 hang a normal kernel silently at 100 % CPU. So KVM is *probed*: the
 instance's own kernel is booted on a microvm with ``-accel kvm`` and must
 print to the serial port within :data:`PROBE_SECONDS`. The verdict is cached
-per host boot (``$XDG_CACHE_HOME/lima-driver-microvm/accel.json``, keyed by the
-QEMU binary, the host kernel and its boot id), so only the first start pays.
+per host boot (in Lima's cache directory, ``microvm-accel-probe.json``, keyed
+by the QEMU binary, the host kernel and its boot: see
+:mod:`lima_core.probecache`), so only the first start pays.
 
 ``LIMA_MICROVM_ACCEL=kvm|tcg`` (or ``vmOpts.microvm.accel``) skips the probe.
 """
@@ -13,7 +14,6 @@ QEMU binary, the host kernel and its boot id), so only the first start pays.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from lima_core.errors import ConfigError
+from lima_core.probecache import ProbeCache
+from lima_core.processes import describe_exit, kill
 
 log = logging.getLogger("lima_driver_microvm")
 
@@ -32,6 +34,8 @@ PROBE_SECONDS = 4.0
 KVM_DEVICE = "/dev/kvm"
 #: Used when the host's TSC frequency cannot be read; only the guest clock's rate depends on it.
 FALLBACK_TSC_KHZ = 2_000_000
+#: KVM verdicts, one per QEMU binary and host boot
+CACHE = ProbeCache("microvm-accel-probe.json", max_entries=8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +68,12 @@ def choose(qemu: str, kernel: Path, want: str) -> Accel:
         return Accel("tcg", f"the host is {platform.machine()}, the guest x86_64")
     if not usable:
         return Accel("tcg", f"{KVM_DEVICE} is missing or not accessible")
-    key = _cache_key(qemu)
-    cache = _cache_path()
-    verdicts = _read_cache(cache)
-    if key in verdicts:
-        verdict = verdicts[key]
-        return Accel(verdict["accel"], verdict["reason"] + " (cached)")
+    key = CACHE.key(qemu, boot=True)
+    verdict = CACHE.get(key)
+    if verdict is not None and verdict.get("accel") in ("kvm", "tcg"):
+        return Accel(verdict["accel"], f"{verdict.get('reason', '')} (cached)")
     accel = probe(qemu, kernel)
-    verdicts = {key: {"accel": accel.name, "reason": accel.reason}}  # only this boot's verdict is kept
-    _write_cache(cache, verdicts)
+    CACHE.update(key, {"accel": accel.name, "reason": accel.reason})
     return accel
 
 
@@ -96,13 +97,13 @@ def probe(qemu: str, kernel: Path, seconds: float = PROBE_SECONDS) -> Accel:
                     return Accel("kvm", f"KVM booted the kernel in {time.monotonic() - started:.1f} s")
                 if proc.poll() is not None:
                     err = (proc.stderr.read() if proc.stderr else b"").decode(errors="replace").strip()
-                    return Accel("tcg", f"QEMU with KVM exited at once ({err.splitlines()[-1] if err else proc.returncode})")
+                    return Accel("tcg", f"QEMU with KVM {describe_exit(proc.returncode)} at once"
+                                        + (f" ({err.splitlines()[-1]})" if err else ""))
                 time.sleep(0.05)
             return Accel("tcg", f"KVM is present but ran no kernel code within {seconds:g} s "
                                 "(a host that cannot run normal guests under KVM, e.g. kvm-pvm)")
         finally:
-            proc.kill()
-            proc.wait()
+            kill(proc)
             if proc.stderr:
                 proc.stderr.close()
 
@@ -116,39 +117,3 @@ def host_tsc_khz() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return FALLBACK_TSC_KHZ
-
-
-def _cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lima-driver-microvm" / "accel.json"
-
-
-def _cache_key(qemu: str) -> str:
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = "?"
-    try:
-        st = os.stat(qemu)
-        binary = f"{os.path.realpath(qemu)}:{st.st_size}:{int(st.st_mtime)}"
-    except OSError:
-        binary = qemu
-    return f"{binary}|{platform.release()}|{boot_id}"
-
-
-def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(path: Path, verdicts: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(verdicts, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.debug("cannot cache the accelerator verdict in %s: %s", path, exc)

@@ -20,14 +20,24 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
-from lima_core import DriverFeatures, Info, Instance, StartHandle, filenames, hookimpl, mounts, network, pidfile
+from lima_core import (
+    DriverFeatures,
+    Info,
+    Instance,
+    StartHandle,
+    filenames,
+    hookimpl,
+    mounts,
+    network,
+    pidfile,
+    processes,
+)
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, StartFailed, ValidationError
 
 from . import accel, cmdline, qmp
@@ -227,14 +237,14 @@ class MicrovmDriver:
             except OSError as exc:
                 raise StartFailed(f"cannot run {qemu}: {exc.strerror}") from exc
         self._wait_ready(proc, plan)
-        return StartHandle.for_process(proc, "microvm (QEMU)", on_cancel=lambda: _kill(proc))
+        return StartHandle.for_process(proc, "microvm (QEMU)", on_cancel=lambda: processes.kill(proc))
 
     def _wait_ready(self, proc: subprocess.Popen, plan: cmdline.Plan) -> None:
         """Until QEMU has written its pid file and answers QMP; StartFailed with its stderr otherwise."""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             if proc.poll() is not None:
-                raise StartFailed(f"QEMU exited with status {proc.returncode}: {self._stderr_tail()}")
+                raise StartFailed(f"QEMU {processes.describe_exit(proc.returncode)}: {self._stderr_tail()}")
             if plan.pid_file.exists() and plan.qmp_sock.exists():
                 try:
                     status = qmp.execute(plan.qmp_sock, "query-status", timeout=2)
@@ -243,14 +253,13 @@ class MicrovmDriver:
                 except DriverError:
                     pass
             if time.monotonic() > deadline:
-                _kill(proc)
+                processes.kill(proc)
                 raise StartFailed(f"QEMU did not answer on {plan.qmp_sock.name} within {READY_TIMEOUT:g} s: "
                                   f"{self._stderr_tail()}")
             time.sleep(0.02)
 
     def _stderr_tail(self) -> str:
-        lines = (_read(self.dir / STDERR_LOG) or "").strip().splitlines()
-        return " | ".join(lines[-3:]) or "(no output)"
+        return processes.log_tail(self.dir / STDERR_LOG, lines=3) or "(no output)"
 
     @hookimpl
     def stop(self) -> None:
@@ -267,7 +276,7 @@ class MicrovmDriver:
             while True:
                 qmp.execute(sock, "system_powerdown")
                 left = deadline - time.monotonic()
-                if pidfile.wait_exit(vm, max(0.0, min(PRESS_INTERVAL, left))):
+                if processes.wait_exit(vm, max(0.0, min(PRESS_INTERVAL, left))):
                     return
                 if time.monotonic() >= deadline:
                     break
@@ -278,22 +287,15 @@ class MicrovmDriver:
             log.warning("%s; ending QEMU", exc.message)
         with contextlib.suppress(DriverError):
             qmp.execute(sock, "quit", expect_hangup=True)
-        if pidfile.wait_exit(vm, 5):
+        if processes.wait_exit(vm, 5):
             return
-        with contextlib.suppress(psutil.NoSuchProcess):
-            vm.send_signal(signal.SIGKILL)
-        pidfile.wait_exit(vm, 5)
+        processes.kill(vm, 5)
         pidfile.remove(self._pid_path)
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:
         return {"boot.Linux/05-microvm.sh": b"#!/bin/sh\n# lima-driver-microvm: nothing to set up in the guest yet.\n"
                                             b"echo \"lima-driver-microvm: guest booted on QEMU microvm\"\n"}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        proc.kill()
 
 
 def _read(path: Path) -> str | None:

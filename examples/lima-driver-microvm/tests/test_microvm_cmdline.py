@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from lima_core.errors import ConfigError
+from lima_core.probecache import ProbeCache
 
 from lima_driver_microvm import accel, cmdline
 
@@ -84,3 +85,26 @@ def test_tcg_is_said_not_assumed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_host_tsc_khz_is_positive() -> None:
     assert accel.host_tsc_khz() > 0
+
+
+def test_kvm_verdict_is_probed_once_per_binary_and_boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    kvm = tmp_path / "kvm"
+    kvm.touch()
+    qemu = tmp_path / "qemu-system-x86_64"
+    qemu.write_text("")
+    monkeypatch.setattr(accel, "KVM_DEVICE", str(kvm))
+    monkeypatch.setattr(accel.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(accel, "CACHE", ProbeCache("microvm-accel-probe.json", directory=tmp_path / "cache"))
+    probes: list[str] = []
+
+    def probe(exe: str, kernel: Path) -> accel.Accel:
+        probes.append(exe)
+        return accel.Accel("kvm", "KVM booted the kernel in 0.1 s")
+
+    monkeypatch.setattr(accel, "probe", probe)
+    assert accel.choose(str(qemu), tmp_path / "k", "auto") == accel.Accel("kvm", "KVM booted the kernel in 0.1 s")
+    assert accel.choose(str(qemu), tmp_path / "k", "auto").reason.endswith("(cached)")
+    assert len(probes) == 1
+    qemu.write_text("# a new build\n")
+    accel.choose(str(qemu), tmp_path / "k", "auto")
+    assert len(probes) == 2

@@ -9,9 +9,9 @@ will use, and KVM is used only if the probe reaches 64-bit mode. A working
 KVM passes in about 0.1 s; a failing one is known within about a second.
 
 The verdict is cached per host in ``<cache dir>/qemu-accel-probe.json``
-(Lima's cache dir, e.g. ``~/.cache/lima``), keyed by the QEMU binary (path,
-size, mtime), the CPU model, the host kernel and its boot id: a reboot, a new
-kernel or a new QEMU probes again.
+(Lima's cache dir, e.g. ``~/.cache/lima``; see :mod:`lima_core.probecache`),
+keyed by the QEMU binary (path, size, mtime), the CPU model, the host kernel
+and its boot: a reboot, a new kernel or a new QEMU probes again.
 
 ``LIMA_QEMU_ACCEL`` overrides the choice: ``tcg``, ``kvm``, ``hvf``, ``whpx``
 or ``nvmm`` (used as is, no probe), or ``auto``/empty (the default).
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import subprocess
@@ -31,9 +30,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from lima_core import dirnames
 from lima_core.errors import ValidationError
 from lima_core.limatype import host_arch
+from lima_core.probecache import ProbeCache
+from lima_core.processes import describe_exit, kill
 
 from . import _kvmprobe
 from .binary import Features
@@ -50,7 +50,6 @@ PROBE_FORMAT = 1
 PROBE_TIMEOUT = 5.0
 #: seconds the probe may stay on one mark before it counts as hung
 PROBE_STALL = 1.0
-_CACHE_ENTRIES = 32
 _STEPS = {"": "before the firmware ran", "A": "in real mode (protected mode was never reached)",
           "B": "in 32-bit protected mode (long mode was never reached)", "C": "in long mode before 64-bit code ran",
           "ABCD": "after reaching 64-bit code"}
@@ -142,55 +141,19 @@ def _fallback(features: Features, exe: str, reason: str) -> Choice:
 # -- the probe and its cache ---------------------------------------------------------------
 
 
-def cache_key(exe: str, cpu: str) -> str:
-    st = os.stat(exe)
-    uname = os.uname()
-    try:
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot_id = ""
-    parts = [PROBE_FORMAT, os.path.realpath(exe), st.st_size, st.st_mtime_ns, cpu, uname.release, uname.version,
-             boot_id]
-    import hashlib  # here: only this call needs it, a driver process starts faster
-
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
-
-
 def cached_probe(exe: str, cpu: str, cache_dir: Path | None = None) -> tuple[bool, str, bool]:
     """(kvm works, detail, came from the cache)."""
-    path = (cache_dir or dirnames.cache_dir()) / CACHE_FILE
-    key = cache_key(exe, cpu)
-    entries = _read_cache(path)
-    entry = entries.get(key)
-    if isinstance(entry, dict) and isinstance(entry.get("ok"), bool):
+    cache = ProbeCache(CACHE_FILE, version=PROBE_FORMAT, directory=cache_dir)
+    key = cache.key(exe, cpu, boot=True)
+    entry = cache.get(key)
+    if entry is not None and isinstance(entry.get("ok"), bool):
         return entry["ok"], str(entry.get("detail", "")), True
     started = time.monotonic()
     ok, detail = probe_kvm(exe, cpu)
     seconds = round(time.monotonic() - started, 3)
     log.info("KVM probe with %s -cpu %s: %s (%.2f s)", exe, cpu, "passed" if ok else detail, seconds)
-    entries[key] = {"ok": ok, "detail": detail, "exe": exe, "cpu": cpu, "seconds": seconds, "at": time.time()}
-    _write_cache(path, entries)
+    cache.update(key, {"ok": ok, "detail": detail, "exe": exe, "cpu": cpu, "seconds": seconds})
     return ok, detail, False
-
-
-def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(path: Path, entries: dict) -> None:
-    newest = sorted(entries.items(), key=lambda kv: kv[1].get("at", 0) if isinstance(kv[1], dict) else 0)
-    data = dict(newest[-_CACHE_ENTRIES:])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.debug("cannot write %s: %s", path, exc)
 
 
 def probe_args(exe: str, cpu: str, rom: Path, serial: Path, accel: str = "kvm") -> list[str]:
@@ -229,14 +192,11 @@ def probe_kvm(exe: str, cpu: str, timeout: float = PROBE_TIMEOUT, stall: float =
                     break
                 time.sleep(0.01)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            kill(proc)
         if code == _kvmprobe.EXIT_STATUS and marks == _kvmprobe.MARKS:
             return True, "the probe guest reached 64-bit mode"
         where = _STEPS.get(marks, f"after printing {marks!r}")
         if code is None:
             return False, f"the probe guest hung {where}"
         stderr = " ".join(errlog.read_text(errors="replace").replace(f"{exe}: ", "").split())[:300]
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        return False, f"qemu -cpu {cpu} {how} {where}" + (f": {stderr}" if stderr else "")
+        return False, f"qemu -cpu {cpu} {describe_exit(code)} {where}" + (f": {stderr}" if stderr else "")

@@ -11,7 +11,7 @@
 
 Results that cost a process run are cached per executable (path, size and
 mtime): in the process, and in ``<cache dir>/qemu-binary-probe.json`` (Lima's
-cache dir, beside the KVM probe's), so ``lima start``, its host agent and a
+cache dir, beside the KVM probe's; see :mod:`lima_core.probecache`), so ``lima start``, its host agent and a
 driver process do not each run QEMU five times before starting it. Only
 complete answers are kept on disk; a new or rebuilt QEMU is asked again.
 """
@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import os
 import re
 import shlex
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from lima_core import dirnames
 from lima_core.errors import ValidationError
+from lima_core.probecache import ProbeCache
+from lima_core.processes import describe_exit
 
 from .config import parse_semver
 
@@ -46,7 +43,6 @@ HELP_TIMEOUT = 30.0
 CACHE_FILE = "qemu-binary-probe.json"
 #: bump when what is stored changes, to forget old entries
 CACHE_FORMAT = 1
-_CACHE_ENTRIES = 16
 
 Version = tuple[int, int, int]
 
@@ -154,7 +150,7 @@ def _version(stamp: tuple[str, int, int]) -> Version:
         return (cached[0], cached[1], cached[2])
     proc = _run(stamp[0], "--version")
     if proc.returncode != 0:
-        raise ValueError(f"`{stamp[0]} --version` exited with status {proc.returncode}: {proc.stderr.strip()}")
+        raise ValueError(f"`{stamp[0]} --version` {describe_exit(proc.returncode)}: {proc.stderr.strip()}")
     found = parse_version(proc.stdout)
     _store(stamp, "version", list(found))
     return found
@@ -219,48 +215,14 @@ def _features(stamp: tuple[str, int, int], machine: str) -> Features:
 
 # -- the cache on disk ----------------------------------------------------------------------
 
-_cache_lock = threading.Lock()
-
-
-def _cache_path() -> Path:
-    return dirnames.cache_dir() / CACHE_FILE
-
-
-def _cache_key(stamp: tuple[str, int, int]) -> str:
-    import hashlib  # here: only this call needs it, a driver process starts faster
-
-    return hashlib.sha256(json.dumps([CACHE_FORMAT, *stamp]).encode()).hexdigest()[:32]
-
-
-def _read_cache() -> dict[str, Any]:
-    try:
-        with open(_cache_path()) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+_CACHE = ProbeCache(CACHE_FILE, version=CACHE_FORMAT, max_entries=16)
 
 
 def _cached(stamp: tuple[str, int, int], what: str) -> Any:
-    entry = _read_cache().get(_cache_key(stamp))
-    return entry.get(what) if isinstance(entry, dict) else None
+    entry = _CACHE.get(_CACHE.key(stamp[0]))
+    return entry.get(what) if entry is not None else None
 
 
 def _store(stamp: tuple[str, int, int], what: str, value: Any) -> None:
     """Record *value*; a cache that cannot be written is only a slower next start."""
-    path = _cache_path()
-    with _cache_lock:
-        entries = _read_cache()
-        entry = entries.get(_cache_key(stamp))
-        entry = entry if isinstance(entry, dict) else {"exe": stamp[0]}
-        entry[what] = value
-        entry["at"] = time.time()
-        entries[_cache_key(stamp)] = entry
-        newest = sorted(entries.items(), key=lambda kv: kv[1].get("at", 0) if isinstance(kv[1], dict) else 0)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(dict(newest[-_CACHE_ENTRIES:])) + "\n")
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.debug("cannot write %s: %s", path, exc)
+    _CACHE.update(_CACHE.key(stamp[0]), {"exe": stamp[0], what: value})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lima_core import filenames
 from lima_core.errors import ConfigError
-from lima_core.limatype import ARCHES, VNC, LimaYAML, Video, host_arch
+from lima_core.limatype import ARCHES, MOUNT_TYPES, VNC, LimaYAML, Video, host_arch
 from lima_core.units import parse_size
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,6 @@ log = logging.getLogger(__name__)
 NAME = "qemu"
 DEFAULT_VNC_DISPLAY = "127.0.0.1:0,to=9"
 DEFAULT_VIRTIOFS_QUEUE_SIZE = 1024
-#: Lima's builtin defaults, used when lima.yaml leaves them out
-DEFAULT_DISK = "100GiB"
-MOUNT_TYPES = ("reverse-sshfs", "9p", "virtiofs", "wsl2")
-#: mount types this driver can give a guest
-SUPPORTED_MOUNT_TYPES = ("9p", "reverse-sshfs")
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
 
 

@@ -23,8 +23,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lima_core import filenames
+from lima_core import atomicfile, filenames
 from lima_core.errors import ConfigError, DriverError
+from lima_core.processes import describe_exit
 from lima_core.units import human_size
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def qemu_img(*args: str, what: str) -> str:
         raise DriverError(f"{QEMU_IMG} was not found in PATH; install QEMU's tools (e.g. qemu-utils)") from None
     if proc.returncode != 0:
         message = " ".join(line for line in proc.stderr.strip().splitlines() if line.strip())
-        raise DriverError(f"{what}: {message or f'qemu-img exited with status {proc.returncode}'}")
+        raise DriverError(f"{what}: {message or f'qemu-img {describe_exit(proc.returncode)}'}")
     return proc.stdout
 
 
@@ -120,17 +121,10 @@ def ensure_disk(instance_dir: Path, size: int) -> str:
     if fmt in KEPT_FORMATS:
         os.rename(image, disk)
         return "renamed"
-    tmp = instance_dir / f".{filenames.DISK}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
     log.info("converting %s from %s to %s", image, fmt, CONVERT_TO)
-    try:
+    with atomicfile.replacing(disk, sync=True) as tmp:  # the image goes next: the disk must be on disk
         qemu_img("convert", "-f", fmt, "-O", CONVERT_TO, str(image), str(tmp),
                  what=f"cannot convert {image} from {fmt} to {CONVERT_TO}")
-        os.rename(tmp, disk)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     image.unlink()
     return "converted"
 

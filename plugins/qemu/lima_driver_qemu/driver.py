@@ -8,6 +8,13 @@ also keeps its ``Popen`` so the returned handle reports qemu's exit.
 What starts QEMU (finding the binary and its features, the accelerator, the
 firmware, the command line) is imported by the hooks that need it: a driver
 process that answers ``info`` or serves a running VM's ``stop`` never loads it.
+
+Hooks whose host default is what Lima's qemu driver does are not implemented,
+so an external driver is not asked for them: ``create`` and ``delete``
+(nothing outside the instance directory), ``boot_scripts`` (none),
+``forward_guest_agent`` (true: no vsock), ``guest_agent_conn`` (none: the
+host dials ``ga.sock``), ``ssh_address`` (127.0.0.1) and
+``additional_setup_for_ssh`` (nothing to wait for).
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, hookimpl, pidfile
+from lima_core import filenames, hookimpl, pidfile, processes
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
-from lima_core.limatype import STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
+from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
@@ -51,6 +58,8 @@ STARTUP_TIMEOUT = 15.0
 VNC_SOCKET_WAIT = 30.0
 SUPPORTED_IMAGE_FORMATS = list(disk.KEPT_FORMATS)
 DEFAULT_SSH_ADDRESS = "127.0.0.1"
+#: snapshot operation -> (its HMP command while running, whether the tag must exist)
+_SNAPSHOT_OPS = {"create": ("savevm", False), "apply": ("loadvm", True), "delete": ("delvm", True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,17 +196,13 @@ class QemuDriver:
     # -- Lifecycle ------------------------------------------------------------------------
 
     @hookimpl
-    def create(self) -> None:
-        return None
-
-    @hookimpl
     def create_disk(self) -> None:
         size = self._disk_size()
         disk.ensure_disk(self.dir, size)
         disk.ensure_size(self._disk(), size)
 
     def _disk_size(self) -> int:
-        return parse_size(self.config.disk or config.DEFAULT_DISK, "disk")
+        return parse_size(self.config.disk or DEFAULT_DISK, "disk")
 
     @hookimpl
     def start(self) -> StartHandle:
@@ -209,7 +214,7 @@ class QemuDriver:
             except LimaError as exc:
                 raise StartFailed(exc.message) from exc
             self._proc = proc
-        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: _kill_child(proc))
+        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: processes.kill(proc))
 
     def _launch(self) -> subprocess.Popen:
         from . import cmdline
@@ -252,8 +257,8 @@ class QemuDriver:
         while True:
             code = proc.poll()
             if code is not None:
-                how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-                raise StartFailed(f"qemu {how} at startup: {_tail(log_path, log_start)}")
+                raise StartFailed(f"qemu {processes.describe_exit(code)} at startup: "
+                                  f"{processes.log_tail(log_path, log_start) or '(no output)'}")
             if self._qmp_sock.exists():
                 try:
                     qmp.execute(self._qmp_sock, "query-status", connect_timeout=0.5, timeout=5.0)
@@ -266,8 +271,7 @@ class QemuDriver:
                     self._restrict_sockets()
                     return
             if time.monotonic() >= deadline:
-                _kill_child(proc)
-                proc.wait()
+                processes.kill(proc)
                 raise StartFailed(f"qemu did not answer on {self._qmp_sock} within {STARTUP_TIMEOUT:g} s; "
                                   f"see {log_path}")
             time.sleep(0.02)
@@ -335,7 +339,7 @@ class QemuDriver:
         proc = self._running_qemu()
         if proc is not None:
             self._shutdown(proc)
-        if proc is None or pidfile.wait_exit(proc, 0):
+        if proc is None or processes.wait_exit(proc, 0):
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
@@ -352,13 +356,13 @@ class QemuDriver:
             qmp.execute(self._qmp_sock, "system_powerdown")
         except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
             log.warning("%s; forcibly killing QEMU", exc)
-            process.kill(proc)
+            processes.kill(proc)
             return
         deadline = time.monotonic() + self.stop_timeout
-        while not pidfile.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
+        while not processes.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
                 log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
-                process.kill(proc)
+                processes.kill(proc)
                 return
             try:
                 qmp.execute(self._qmp_sock, "system_powerdown")
@@ -366,17 +370,9 @@ class QemuDriver:
                 log.debug("pressing the power button again: %s", exc)
         log.info("QEMU has exited")
 
-    @hookimpl
-    def delete(self) -> None:
-        return None
-
     # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
     # A driver that implements it is asked by every `lima list` (as an external driver, that
     # means running it once more).
-
-    @hookimpl
-    def boot_scripts(self) -> dict[str, bytes]:
-        return {}
 
     # -- display --------------------------------------------------------------------------
 
@@ -419,90 +415,43 @@ class QemuDriver:
 
     def _hmp(self, command_line: str) -> str:
         try:
-            out = qmp.hmp(self._qmp_sock, command_line)
+            return qmp.hmp(self._qmp_sock, command_line)
         except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
             raise DriverError(f"{command_line.split()[0]}: {exc} (is the instance running?)") from None
-        text = out.strip()
+
+    def _snapshot(self, op: str, tag: str) -> None:
+        """Lima's snapshot operations: HMP ``savevm``/``loadvm``/``delvm`` while running, else
+        ``qemu-img snapshot`` on the disk. Only ``create`` takes a tag that does not exist yet."""
+        command, must_exist = _SNAPSHOT_OPS[op]
+        if (tag in self._tags(tag)) != must_exist:
+            raise DriverError(f"snapshot {tag!r} " + ("not found" if must_exist else "already exists"))
+        if not self._running():
+            disk.offline_snapshot(self._disk(), op, tag)
+            return
+        text = self._hmp(f"{command} {tag}").strip()
         if any(line.startswith("Error") for line in text.splitlines()):
-            raise DriverError(f"{command_line.split()[0]}: {' '.join(text.split())}")
+            raise DriverError(f"{command}: {' '.join(text.split())}")
         if text:
-            log.warning("%s: %s", command_line.split()[0], text)
-        return out
+            log.warning("%s: %s", command, text)
 
     @hookimpl
     def create_snapshot(self, tag: str) -> None:
-        if tag in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} already exists")
-        if self._running():
-            self._hmp(f"savevm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "create", tag)
+        self._snapshot("create", tag)
 
     @hookimpl
     def apply_snapshot(self, tag: str) -> None:
-        if tag not in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} not found")
-        if self._running():
-            self._hmp(f"loadvm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "apply", tag)
+        self._snapshot("apply", tag)
 
     @hookimpl
     def delete_snapshot(self, tag: str) -> None:
-        if tag not in self._tags(tag):
-            raise DriverError(f"snapshot {tag!r} not found")
-        if self._running():
-            self._hmp(f"delvm {tag}")
-        else:
-            disk.offline_snapshot(self._disk(), "delete", tag)
+        self._snapshot("delete", tag)
 
     @hookimpl
     def list_snapshots(self) -> str:
         self._tags()
         if not self._running():
             return disk.offline_list(self._disk())
-        out = self._hmp_list()
+        out = self._hmp("info snapshots")
         return out.replace("List of snapshots present on all disks:\n", "", 1).replace(
             "There is no snapshot available.\n", "", 1)
 
-    def _hmp_list(self) -> str:
-        try:
-            return qmp.hmp(self._qmp_sock, "info snapshots")
-        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
-            raise DriverError(f"info snapshots: {exc} (is the instance running?)") from None
-
-    # -- guest agent and SSH ----------------------------------------------------------------
-
-    @hookimpl
-    def forward_guest_agent(self) -> bool:
-        return True
-
-    @hookimpl
-    def guest_agent_conn(self) -> None:
-        return None
-
-    @hookimpl
-    def ssh_address(self) -> str:
-        return DEFAULT_SSH_ADDRESS
-
-    @hookimpl
-    def additional_setup_for_ssh(self) -> None:
-        return None
-
-
-def _kill_child(proc: subprocess.Popen) -> None:
-    try:
-        proc.kill()
-    except OSError:
-        pass
-
-
-def _tail(path: Path, start: int, lines: int = 5) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return "(no output)"
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept) or "(no output)"

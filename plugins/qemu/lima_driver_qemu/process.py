@@ -6,7 +6,7 @@ line names this very pid file (so a reused pid, or another instance's qemu,
 is never signalled), whatever the binary is called (``$QEMU_SYSTEM_*`` may
 name a wrapper).
 
-Exit is detected from the process table (``lima_core.pidfile.wait_exit``),
+Exit is detected from the process table (``lima_core.processes.wait_exit``),
 not with ``kill -0``: a qemu that was reparented stays a zombie until its new
 parent reaps it, and a zombie has exited.
 """
@@ -39,16 +39,3 @@ def find(instance_dir: Path) -> psutil.Process | None:
         log.warning("%s", status.reason)
     return status.process
 
-
-def kill(proc: psutil.Process, timeout: float = 10.0) -> bool:
-    """SIGKILL *proc* and wait for it to be gone; whether it is."""
-    import psutil
-
-    try:
-        proc.kill()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied as exc:
-        log.warning("cannot kill qemu (pid %d): %s", proc.pid, exc)
-        return False
-    return pidfile.wait_exit(proc, timeout)

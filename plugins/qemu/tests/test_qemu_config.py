@@ -191,10 +191,16 @@ def test_info_and_fixed_answers(tmp_path: Path) -> None:
     assert (info.name, info.vsock_port, info.virtio_port, info.instance_dir) == ("qemu", 0, "", inst.dir)
     assert info.features.supported_image_formats == ["qcow2", "raw", "vmdk", "vhdx"]
     assert not info.features.static_ssh_port and not info.features.can_run_gui
+    # The host's defaults answer these, as Lima's qemu driver would: an external qemu is not asked.
+    defaulted = {"create", "delete", "boot_scripts", "inspect_status", "forward_guest_agent", "guest_agent_conn",
+                 "ssh_address", "additional_setup_for_ssh"}
+    assert defaulted.isdisjoint(host.implemented)
     assert host.forward_guest_agent() is True
     assert host.ssh_address() == "127.0.0.1"
     assert host.boot_scripts() == {}
     assert host.inspect_status(instance=inst) == ""
+    assert host.guest_agent_conn() is None and host.additional_setup_for_ssh() is None
+    assert host.create() is None and host.delete() is None
     with pytest.raises(DriverError, match="not running"):
         host.display_connection()
     with pytest.raises(DriverError, match="not running"):

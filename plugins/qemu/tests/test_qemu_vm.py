@@ -221,7 +221,7 @@ def test_cancelled_start_kills_qemu_and_stop_cleans_up(rig: Rig) -> None:
     assert pidfile.read(pid_path, expect=str(pid_path)).alive
     handle.cancel()  # the host went away without stop (Lima binds qemu to the Start call)
     events = ended(handle, 10)
-    assert "killed by signal 9" in (events[0].error or "") and events[-1].ended
+    assert "qemu was killed by SIGKILL" in (events[0].error or "") and events[-1].ended
     host.stop()  # qemu is gone; its pid file is removed
     assert not pid_path.exists()
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from lima_core import filenames
 from lima_core.errors import DriverError, StartFailed
+from lima_core.processes import describe_exit, tail
 
 SECTOR = 512
 COPY_CHUNK = 1 << 20
@@ -78,9 +79,9 @@ def _run(args: list[str], what: str) -> str:
         raise DriverError(f"{what} needs `{args[0]}`, which is not on PATH")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DriverError(f"{what} failed: `{' '.join(args)}` exited with status {proc.returncode}"
-                          + (f": {detail[-1]}" if detail else ""))
+        detail = tail(proc.stderr or proc.stdout, 1)
+        raise DriverError(f"{what} failed: `{' '.join(args)}` {describe_exit(proc.returncode)}"
+                          + (f": {detail}" if detail else ""))
     return proc.stdout
 
 

@@ -11,13 +11,12 @@ the framework reads back at start.
 
 from __future__ import annotations
 
-import os
 import plistlib
 import secrets
 from pathlib import Path
 from typing import Any
 
-from lima_core import filenames
+from lima_core import atomicfile, filenames
 
 
 def path(instance_dir: Path) -> Path:
@@ -41,8 +40,5 @@ def ensure(instance_dir: Path, vz: Any | None = None) -> bytes:
     if data:
         return data
     data = generate(vz)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    atomicfile.write(target, data, mode=0o644, sync=True)  # the VM's identity: regenerated, it is another machine
     return data

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from lima_core import filenames
+from lima_core import atomicfile, filenames
 from lima_core.errors import DriverError, StartFailed
 from lima_core.limatype import LimaYAML, host_arch
 
@@ -55,14 +54,11 @@ def ensure_rootfs(instance_dir: Path, cfg: LimaYAML) -> Path:
             sources.append(local)
     for source in sources:
         if source.is_file():
-            tmp = basedisk.with_name(basedisk.name + ".tmp")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            try:
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, basedisk)
+            with atomicfile.replacing(basedisk) as tmp:
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    shutil.copyfile(source, tmp)
             return basedisk
     raise StartFailed(f"the root filesystem has not been downloaded: neither {basedisk} nor "
                       f"{instance_dir / filenames.IMAGE} exists")

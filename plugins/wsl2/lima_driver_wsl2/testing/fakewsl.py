@@ -67,6 +67,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lima_core import atomicfile
+
 STATE_ENV = "FAKE_WSL_STATE"
 OK = "The operation completed successfully. \r\n"
 NOT_FOUND = "There is no distribution with the supplied name."
@@ -113,9 +115,7 @@ class State:
             data = json.loads(self.path.read_text()) if self.path.exists() else {
                 "default": "Ubuntu", "distros": [{"name": "Ubuntu", "state": "Stopped", "version": 2}]}
             yield data
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1))
-            os.replace(tmp, self.path)
+            atomicfile.write(self.path, json.dumps(data, indent=1))
 
     def behaviour(self) -> dict[str, Any]:
         path = self.folder / "behaviour.json"
