@@ -1,6 +1,6 @@
-"""Fixtures shared by every test: an isolated LIMA_HOME and driver executables; for tests that drive the
-CLI (tests/cli, tests/faults): the fake driver (in-process or external), a fake ssh, a template, and a check
-for leftover processes."""
+"""Fixtures shared by every test: an isolated LIMA_HOME and driver executables; the cloud-init test guest
+(tests/guests.py); for tests that drive the CLI (tests/cli, tests/faults): the fake driver (in-process or
+external), a fake ssh, a template, and a check for leftover processes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import pytest
+from guests import CloudGuest, find_cloud_guest
 from typer.testing import CliRunner
 
 from lima_core.cli import app
@@ -58,6 +59,16 @@ def driver_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bin_dir = tmp_path_factory.mktemp("driver-bin")
     write_executable(bin_dir, "fake", FAKE_DRIVER)
     return bin_dir
+
+
+@pytest.fixture(scope="session")
+def cloud_guest() -> CloudGuest:
+    """The Debian test guest with real cloud-init and its templates (tests/guests.py); the test is
+    skipped when it is not built."""
+    found = find_cloud_guest()
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
 
 
 @pytest.fixture
