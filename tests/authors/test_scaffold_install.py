@@ -104,7 +104,7 @@ def test_the_placeholder_does_not_boot_the_test_guest(scratch_venv, installed: P
     out = r.stdout
     assert r.returncode == 1, out + r.stderr
     assert "boots to ready                            failed: did not boot to READY within 15 s (the host " \
-           "agent's last word: 'Waiting for SSH')" in out
+           "agent's last word: \"Waiting for the essential requirement 1 of 3: 'ssh'\")" in out
     assert f"{NAME} does not conform to the driver contract: 1 check(s) failed (boots to ready)" in out
 
 
