@@ -41,6 +41,8 @@ class Field:
     how: str
     #: for PARTLY, REFUSED and WARNED: whether a config uses the field in a way lima-core does not apply
     unapplied: Callable[[LimaYAML], bool] | None = None
+    #: for PARTLY: whether that use is refused (an error) rather than warned about
+    refuse: bool = True
 
 
 def _set(attr: str) -> Callable[[LimaYAML], bool]:
@@ -104,12 +106,13 @@ FIELDS: tuple[Field, ...] = (
     Field("env", APPLIED, "the guest's /etc/environment (etc_environment in cidata)"),
     Field("param", APPLIED, "param.env, PARAM_* in provisions and probes, {{.Param.X}} in templates"),
     Field("dns", APPLIED, "the guest's resolvers (cloud-init resolv_conf and network-config)"),
-    Field("hostResolver.enabled", APPLIED, "the guest resolves through QEMU's user network, which asks the "
-          "host's resolver; host.lima.internal is in the guest's /etc/hosts"),
-    Field("hostResolver.ipv6", WARNED, "lima-core runs no DNS server of its own yet",
-          lambda cfg: bool(cfg.host_resolver and cfg.host_resolver.ipv6)),
-    Field("hostResolver.hosts", WARNED, "lima-core runs no DNS server of its own yet, so these names do not "
-          "resolve in the guest", lambda cfg: bool(cfg.host_resolver and cfg.host_resolver.hosts)),
+    Field("hostResolver.enabled", APPLIED, "the host agent serves the guest's DNS (host.lima.internal, "
+          "lima-<name>, the rest through the host's resolver); host.lima.internal is also in /etc/hosts"),
+    Field("hostResolver.ipv6", PARTLY, "AAAA answers from the host agent's DNS; vz's network has its own DNS",
+          lambda cfg: bool(cfg.host_resolver and cfg.host_resolver.ipv6) and cfg.vm_type == "vz", refuse=False),
+    Field("hostResolver.hosts", PARTLY, "names the host agent's DNS answers (an address, or an alias resolved "
+          "on the host); vz's network has its own DNS, where lima-core cannot add them",
+          lambda cfg: bool(cfg.host_resolver and cfg.host_resolver.hosts) and cfg.vm_type == "vz", refuse=False),
     Field("propagateProxyEnv", APPLIED, "the host's proxy variables into the guest's environment, a proxy "
           "on the host's loopback rewritten to the host's address in the guest"),
     Field("caCerts", APPLIED, "cloud-init ca_certs: files (read at each start) and inline certs"),
@@ -151,7 +154,8 @@ def check(cfg: LimaYAML, driver: str = "", *, no_cloud_init: bool = False) -> li
     """The fields *cfg* uses in a way lima-core does not apply (with a driver whose guest has no cloud-init,
     also the fields only cloud-init applies)."""
     on = f" (driver {driver})" if driver else ""
-    out = [Finding(f.path, f.status != WARNED, f"{f.path} is not supported by lima-core{on}: {f.how}")
+    out = [Finding(f.path, f.status == REFUSED or (f.status == PARTLY and f.refuse),
+                   f"{f.path} is not supported by lima-core{on}: {f.how}")
            for f in FIELDS if f.unapplied is not None and f.unapplied(cfg)]
     if no_cloud_init:
         out += [Finding(path, False, f"{path} is not applied{on}: its guest has no cloud-init to apply it")
@@ -173,7 +177,7 @@ def enforce(cfg: LimaYAML, driver: str = "", source: str = "lima.yaml", *, warn:
     return [f.message for f in findings]
 
 
-_STATUS_TEXT = {APPLIED: "applied", DRIVER: "the driver's", PARTLY: "applied, some values refused",
+_STATUS_TEXT = {APPLIED: "applied", DRIVER: "the driver's", PARTLY: "applied, except where said",
                 REFUSED: "refused", WARNED: "warned about, not applied"}
 
 
@@ -191,6 +195,8 @@ or when a field of the model has no row).
   or refuses it in `validate`.
 - **refused**: `lima create` and `lima start` stop with an error naming the
   field; `lima template validate` warns.
+- **applied, except where said**: the exception is refused, or warned about
+  where ignoring it loses nothing the template relies on.
 - **warned about, not applied**: `lima start` warns, naming the field.
 
 | field | what lima-core does | how |

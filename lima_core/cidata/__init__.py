@@ -84,6 +84,13 @@ def guest_template_values(instance: Instance, user: GuestUser) -> dict[str, obje
             "Home": user.home, "Param": dict(cfg.param or {}) if cfg is not None else {}}
 
 
+def host_resolver_applies(cfg: LimaYAML) -> bool:
+    """Whether the host agent serves the guest's DNS (Lima's rule: hostResolver on, no ``dns:``, not vz,
+    whose network brings its own)."""
+    return bool(cfg.host_resolver is not None and cfg.host_resolver.enabled is not False and not cfg.dns
+                and cfg.vm_type != "vz")
+
+
 def dns_servers(cfg: LimaYAML) -> list[str]:
     """The guest's resolvers: ``dns:``, else the user network's DNS address (the gateway's on vz)."""
     if cfg.dns:
@@ -103,7 +110,7 @@ def _nics(instance: Instance) -> list[tuple[str, str]]:
 
 
 def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: GuestUser, pubkeys: list[str],
-          iid: str, *, debug: bool = False) -> dict[str, tuple[bytes, int]]:
+          iid: str, *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0)) -> dict[str, tuple[bytes, int]]:
     """Every file of the volume: path -> (content, mode)."""
     cfg = instance.config
     assert cfg is not None
@@ -124,7 +131,7 @@ def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: 
     nics = _nics(instance)
     dns = dns_servers(cfg)
     boot = sorted(provisions.pop("boot", {}).items())
-    lima_env = env.lima_env(instance, info, user, iid, shared, data_files, debug=debug)
+    lima_env = env.lima_env(instance, info, user, iid, shared, data_files, debug=debug, dns_ports=dns_ports)
     out: dict[str, tuple[bytes, int]] = {
         "user-data": (userdata.user_data(cfg, user, pubkeys, shared, boot_scripts=boot, nics=nics, dns=dns,
                                          rosetta=rosetta).encode(), 0o644),
@@ -148,10 +155,12 @@ def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: 
 
 
 def generate(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: GuestUser, pubkeys: list[str],
-             *, debug: bool = False) -> Cidata:
-    """Write cidata for this boot into the instance directory (and cloud-config.yaml for reference)."""
+             *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0)) -> Cidata:
+    """Write cidata for this boot into the instance directory (and cloud-config.yaml for reference).
+
+    *dns_ports*: the host agent's DNS server (UDP, TCP), when it runs one."""
     iid = instance_id()
-    content = files(instance, info, boot_scripts, user, pubkeys, iid, debug=debug)
+    content = files(instance, info, boot_scripts, user, pubkeys, iid, debug=debug, dns_ports=dns_ports)
     inst_dir = Path(instance.dir)
     cfg = instance.config
     assert cfg is not None

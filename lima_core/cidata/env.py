@@ -35,7 +35,8 @@ def _flag(value: bool) -> str:
 
 
 def lima_env(instance: Instance, info: Info, user: GuestUser, iid: str, mounts: list[ResolvedMount],
-             data_files: Mapping[int, object], *, debug: bool = False) -> dict[str, str]:
+             data_files: Mapping[int, object], *, debug: bool = False,
+             dns_ports: tuple[int, int] = (0, 0)) -> dict[str, str]:
     """Every ``LIMA_CIDATA_*`` variable, in Lima's order."""
     cfg = instance.config
     assert cfg is not None
@@ -81,9 +82,9 @@ def lima_env(instance: Instance, info: Info, user: GuestUser, iid: str, mounts: 
         "LIMA_CIDATA_SLIRP_DNS": SLIRP_GATEWAY if vz else SLIRP_DNS,
         "LIMA_CIDATA_SLIRP_GATEWAY": SLIRP_GATEWAY,
         "LIMA_CIDATA_SLIRP_IP_ADDRESS": SLIRP_GUEST_IP,
-        # lima-core runs no DNS server of its own: the guest asks QEMU's user network.
-        "LIMA_CIDATA_UDP_DNS_LOCAL_PORT": "0",
-        "LIMA_CIDATA_TCP_DNS_LOCAL_PORT": "0",
+        # the host agent's DNS server (hostResolver), when it runs one for this instance
+        "LIMA_CIDATA_UDP_DNS_LOCAL_PORT": str(dns_ports[0]),
+        "LIMA_CIDATA_TCP_DNS_LOCAL_PORT": str(dns_ports[1]),
         "LIMA_CIDATA_ROSETTA_ENABLED": _gobool(info.features.rosetta_enabled and not plain),
         "LIMA_CIDATA_ROSETTA_BINFMT": _gobool(info.features.rosetta_bin_fmt and not plain),
         "LIMA_CIDATA_SKIP_DEFAULT_DEPENDENCY_RESOLUTION": _flag(any(

@@ -19,7 +19,7 @@ from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
-from . import bootreport, copytohost, requirements
+from . import bootreport, copytohost, dns, requirements
 from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
@@ -53,6 +53,8 @@ class HostAgent:
         self.host: DriverHost | None = None
         #: copyToHost files to remove when the host agent stops
         self.delete_on_stop: list[Path] = []
+        #: the guest's DNS server (hostResolver), when this instance has one
+        self.dns: dns.Server | None = None
         self.inst: Instance | None = None
         self._emit_lock = threading.Lock()
 
@@ -129,10 +131,19 @@ class HostAgent:
         user = guest_user(inst.config)
         self.ssh_address = inst.ssh_address or inst.config.ssh.address or "127.0.0.1"
         self._write_ssh_config(inst, user.name)
-        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config))
+        dns_ports = (0, 0)
+        if cidata.host_resolver_applies(inst.config):
+            resolver = inst.config.host_resolver
+            assert resolver is not None
+            self.dns = dns.Server(dns.Names(self.name, resolver.hosts, bool(resolver.ipv6)))
+            dns_ports = (self.dns.udp_port, self.dns.tcp_port)
+        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
+                                      dns_ports=dns_ports)
         self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
         log.info("starting the VM (driver %s)", self.host.name)
         handle = self.host.start()
+        if self.dns is not None:
+            self.dns.start()
         InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)  # after: the VM need not wait for it
         self.host.additional_setup_for_ssh()
         if info.features.dynamic_ssh_address:
@@ -245,6 +256,8 @@ class HostAgent:
         if host is not None:
             host.close()
         sshutil.stop_master(self.inst_dir, self.name)
+        if self.dns is not None:
+            self.dns.close()
         for path in self.delete_on_stop:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
