@@ -108,6 +108,7 @@ def _self_signed_cert(tmp_path: Path) -> str:
 
 
 @pytest.mark.vm
+@pytest.mark.timeout(1800)  # two first-ish boots of a systemd guest under TCG
 def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: CloudGuest, lima, lima_env,
                                                                    tmp_path: Path) -> None:
     if shutil.which("ansible-playbook", path=lima_env["PATH"]) is None:
