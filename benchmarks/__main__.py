@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", help="B5's instance counts, e.g. 0,100 (default 0,10,100,500; quick 0,10,50)")
     args = parser.parse_args(argv)
 
-    only = [x.strip().upper() for x in args.only.split(",") if x.strip()] or list(BENCHMARKS)
+    ids = {k.upper(): k for k in BENCHMARKS}
+    only = [ids.get(x.strip().upper(), x.strip()) for x in args.only.split(",") if x.strip()] or list(BENCHMARKS)
     unknown = [x for x in only if x not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")

@@ -101,6 +101,26 @@ def fetch(location: str, dest: Path, *, digest: str | None = None, decompress: b
     return dest
 
 
+def locate(location: str, *, digest: str | None = None, progress: Progress | None = None,
+           offline: bool = False) -> Path:
+    """The file at *location* on this host, checked against *digest*, without copying it: a local file
+    itself, a remote one from the download cache (downloaded first, unless *offline*)."""
+    want = _parse_digest(digest)
+    if not is_remote(location):
+        source = local_path(location)
+        if not source.is_file():
+            raise DownloadError(f"{location} does not exist (or is not a file)")
+        _verify(source, want, location)
+        return source
+    if offline:
+        entry = cache_entry(location)
+        data = entry / "data"
+        if data.exists() and (want is None or _cached_digest_ok(entry, data, want)):
+            return data
+        raise DownloadError(f"{location} is not in the download cache")
+    return _cached(location, want, progress)
+
+
 def _copy(source: Path, dest: Path, label: str, progress: Progress | None) -> None:
     total = source.stat().st_size
     if progress is None:

@@ -92,9 +92,8 @@ FIELDS: tuple[Field, ...] = (
           "makes `lima start` end degraded, naming it; mode yq is not supported (lima-core has no yq in the guest)",
           lambda cfg: any(p.mode == "yq" for p in cfg.provision or [])),
     Field("upgradePackages", APPLIED, "cloud-init's package_update/upgrade and LIMA_CIDATA_UPGRADE_PACKAGES"),
-    Field("containerd", WARNED, "nerdctl-full is not installed by lima-core yet; set containerd.system and "
-          "containerd.user to false to silence this",
-          lambda cfg: bool(cfg.containerd and (cfg.containerd.system or cfg.containerd.user))),
+    Field("containerd", APPLIED, "nerdctl-full from containerd.archives (Lima's pinned release by default) "
+          "installed in the guest; when the archive cannot be had, `lima start` says so in one line"),
     Field("guestInstallPrefix", APPLIED, "LIMA_CIDATA_GUEST_INSTALL_PREFIX"),
     Field("probes", APPLIED, "readiness probes: `lima start` waits for each, showing its description"),
     Field("portForwards", WARNED, "only SSH is forwarded yet; guest ports are not reachable from the host",

@@ -23,7 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import ansible, dirnames, events, fields, filenames, limayaml, locks, processes, registry, store, yamlfile
+from . import (
+    ansible,
+    containerd,
+    dirnames,
+    events,
+    fields,
+    filenames,
+    limayaml,
+    locks,
+    processes,
+    registry,
+    store,
+    yamlfile,
+)
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError, SignalDenied
 from .external import supervisor
 from .host import DriverHost
@@ -221,6 +234,12 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
             host.create()
             prepare(inst, host, progress, download_progress)
         _check_space(inst_dir)
+        if containerd.wanted(inst.config):
+            # Into the download cache, where the host agent takes it for cidata.
+            try:
+                containerd.archive(inst.config, progress=download_progress)
+            except LimaError as exc:
+                log.warning("%s", containerd.unavailable_message(inst.config, exc.message))
         if entry.is_external:
             # Its start overlaps the host agent's; the host agent's connect waits for it.
             supervisor.launch(entry.location, entry.name, inst_dir)

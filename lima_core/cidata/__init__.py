@@ -22,6 +22,7 @@ user-data, without the wrapper, mounts or DNS, as Lima keeps one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import pycdlib
 
-from .. import filenames, gotemplate, mounts
+from .. import containerd, filenames, gotemplate, mounts
 from ..errors import ConfigError
 from ..limatype import Info, Instance, LimaYAML
 from ..network import SLIRP_DNS, SLIRP_GATEWAY, mac_address
@@ -109,9 +110,14 @@ def _nics(instance: Instance) -> list[tuple[str, str]]:
     return nics
 
 
+#: a file of the volume: its bytes, or a host file to copy (the nerdctl archive), and its mode
+Content = tuple[bytes | Path, int]
+
+
 def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: GuestUser, pubkeys: list[str],
-          iid: str, *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0)) -> dict[str, tuple[bytes, int]]:
-    """Every file of the volume: path -> (content, mode)."""
+          iid: str, *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0),
+          containerd_archive: Path | None = None) -> dict[str, Content]:
+    """Every file of the volume: path -> (content, mode). *containerd_archive*: nerdctl-full, to install."""
     cfg = instance.config
     assert cfg is not None
     values = guest_template_values(instance, user)
@@ -131,8 +137,9 @@ def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: 
     nics = _nics(instance)
     dns = dns_servers(cfg)
     boot = sorted(provisions.pop("boot", {}).items())
-    lima_env = env.lima_env(instance, info, user, iid, shared, data_files, debug=debug, dns_ports=dns_ports)
-    out: dict[str, tuple[bytes, int]] = {
+    lima_env = env.lima_env(instance, info, user, iid, shared, data_files, debug=debug, dns_ports=dns_ports,
+                            containerd=containerd_archive is not None)
+    out: dict[str, Content] = {
         "user-data": (userdata.user_data(cfg, user, pubkeys, shared, boot_scripts=boot, nics=nics, dns=dns,
                                          rosetta=rosetta).encode(), 0o644),
         "meta-data": (userdata.meta_data(iid, instance.hostname).encode(), 0o644),
@@ -149,18 +156,23 @@ def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: 
     for mode, scripts in provisions.items():
         for i, text in scripts.items():
             out[f"provision.{mode}/{i:08d}"] = (text.encode(), 0o644 if mode == "data" else 0o755)
+    if containerd_archive is not None:
+        out[containerd.ARCHIVE_NAME] = (containerd_archive, 0o644)
     if info.features.no_cloud_init:
         out["ssh_authorized_keys"] = ("\n".join(k.strip() for k in pubkeys if k.strip()).encode(), 0o644)
     return out
 
 
 def generate(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: GuestUser, pubkeys: list[str],
-             *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0)) -> Cidata:
+             *, debug: bool = False, dns_ports: tuple[int, int] = (0, 0),
+             containerd_archive: Path | None = None) -> Cidata:
     """Write cidata for this boot into the instance directory (and cloud-config.yaml for reference).
 
-    *dns_ports*: the host agent's DNS server (UDP, TCP), when it runs one."""
+    *dns_ports*: the host agent's DNS server (UDP, TCP), when it runs one; *containerd_archive*: the
+    nerdctl-full archive to install."""
     iid = instance_id()
-    content = files(instance, info, boot_scripts, user, pubkeys, iid, debug=debug, dns_ports=dns_ports)
+    content = files(instance, info, boot_scripts, user, pubkeys, iid, debug=debug, dns_ports=dns_ports,
+                    containerd_archive=containerd_archive)
     inst_dir = Path(instance.dir)
     cfg = instance.config
     assert cfg is not None
@@ -180,7 +192,7 @@ def _write_reference(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _write_dir(path: Path, content: dict[str, tuple[bytes, int]]) -> Path:
+def _write_dir(path: Path, content: dict[str, Content]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700)
@@ -188,17 +200,21 @@ def _write_dir(path: Path, content: dict[str, tuple[bytes, int]]) -> Path:
         data, mode = content[rel]
         target = tmp / rel
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if isinstance(data, Path):
+            shutil.copyfile(data, target)
+        else:
+            target.write_bytes(data)
         os.chmod(target, mode)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     return path
 
 
-def _write_iso(path: Path, content: dict[str, tuple[bytes, int]]) -> Path:
+def _write_iso(path: Path, content: dict[str, Content]) -> Path:
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=4, vol_ident=VOLUME_LABEL, rock_ridge="1.09", joliet=3)
     made: set[str] = set()
+    opened = contextlib.ExitStack()  # host files stay open until the volume is written
     for rel in sorted(content):
         data, mode = content[rel]
         parts = rel.split("/")
@@ -208,11 +224,15 @@ def _write_iso(path: Path, content: dict[str, tuple[bytes, int]]) -> Path:
                 iso.add_directory(_iso_path(directory), rr_name=parts[depth - 1], joliet_path="/" + directory,
                                   file_mode=0o40755)
                 made.add(directory)
-        iso.add_fp(io.BytesIO(data), len(data), _iso_path(rel), rr_name=parts[-1], joliet_path="/" + rel,
-                   file_mode=0o100000 | mode)
+        if isinstance(data, Path):
+            fp, size = opened.enter_context(open(data, "rb")), data.stat().st_size
+        else:
+            fp, size = io.BytesIO(data), len(data)
+        iso.add_fp(fp, size, _iso_path(rel), rr_name=parts[-1], joliet_path="/" + rel, file_mode=0o100000 | mode)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        iso.write(str(tmp))
+        with opened:
+            iso.write(str(tmp))
     finally:
         iso.close()
     os.chmod(tmp, 0o644)

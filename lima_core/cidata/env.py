@@ -36,7 +36,7 @@ def _flag(value: bool) -> str:
 
 def lima_env(instance: Instance, info: Info, user: GuestUser, iid: str, mounts: list[ResolvedMount],
              data_files: Mapping[int, object], *, debug: bool = False,
-             dns_ports: tuple[int, int] = (0, 0)) -> dict[str, str]:
+             dns_ports: tuple[int, int] = (0, 0), containerd: bool = False) -> dict[str, str]:
     """Every ``LIMA_CIDATA_*`` variable, in Lima's order."""
     cfg = instance.config
     assert cfg is not None
@@ -73,10 +73,11 @@ def lima_env(instance: Instance, info: Info, user: GuestUser, iid: str, mounts: 
                     f"LIMA_CIDATA_DATAFILE_{n}_PERMISSIONS": p.permissions})  # type: ignore[attr-defined]
     env["LIMA_CIDATA_GUEST_INSTALL_PREFIX"] = cfg.guest_install_prefix or "/usr/local"
     env["LIMA_CIDATA_UPGRADE_PACKAGES"] = _flag(bool(cfg.upgrade_packages))
-    # lima-core does not install nerdctl-full yet (lima.yaml's containerd is warned about, see
-    # lima_core.fields), so the guest is not told to expect it.
-    env["LIMA_CIDATA_CONTAINERD_USER"] = ""
-    env["LIMA_CIDATA_CONTAINERD_SYSTEM"] = ""
+    # Only with the archive in cidata (*containerd*) is the guest told to install it.
+    env["LIMA_CIDATA_CONTAINERD_USER"] = _flag(containerd and bool(cfg.containerd and cfg.containerd.user))
+    env["LIMA_CIDATA_CONTAINERD_SYSTEM"] = _flag(containerd and bool(cfg.containerd and cfg.containerd.system))
+    if containerd:
+        env["LIMA_CIDATA_CONTAINERD_ARCHIVE"] = "nerdctl-full.tgz"
     vz = cfg.vm_type == "vz"
     env.update({
         "LIMA_CIDATA_SLIRP_DNS": SLIRP_GATEWAY if vz else SLIRP_DNS,

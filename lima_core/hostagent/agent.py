@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, events, fields, filenames, instance, processes, sshutil, store
+from .. import cidata, containerd, events, fields, filenames, instance, processes, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
@@ -55,6 +55,8 @@ class HostAgent:
         self.delete_on_stop: list[Path] = []
         #: the guest's DNS server (hostResolver), when this instance has one
         self.dns: dns.Server | None = None
+        #: nerdctl-full for the guest, when lima.yaml asks for containerd and it could be had
+        self.containerd_archive: Path | None = None
         self.inst: Instance | None = None
         self._emit_lock = threading.Lock()
 
@@ -137,8 +139,13 @@ class HostAgent:
             assert resolver is not None
             self.dns = dns.Server(dns.Names(self.name, resolver.hosts, bool(resolver.ipv6)))
             dns_ports = (self.dns.udp_port, self.dns.tcp_port)
+        if containerd.wanted(inst.config):
+            try:  # `lima start` fetched it into the download cache
+                self.containerd_archive = containerd.archive(inst.config, offline=True)
+            except LimaError as exc:
+                log.warning("%s", containerd.unavailable_message(inst.config, exc.message))
         self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
-                                      dns_ports=dns_ports)
+                                      dns_ports=dns_ports, containerd_archive=self.containerd_archive)
         self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
         log.info("starting the VM (driver %s)", self.host.name)
         handle = self.host.start()
@@ -211,7 +218,8 @@ class HostAgent:
                                      self.stopping.is_set, self._say)
         errors = runner.run_group("essential", requirements.essential(inst, iid))
         if not errors:
-            errors += runner.run_group("optional", requirements.optional(inst, user))
+            errors += runner.run_group("optional", requirements.optional(
+                inst, user, containerd=self.containerd_archive is not None))
             final = runner.run_group("final", requirements.final(iid))
             errors += final
             if not final and not self.stopping.is_set():

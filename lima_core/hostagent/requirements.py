@@ -42,7 +42,7 @@ class Requirement:
     description: str
     script: str
     hint: str
-    #: a failure ends the group (the later requirements cannot hold either)
+    #: tried once; a failure ends the group (the later requirements cannot hold either)
     fatal: bool = False
     #: run without the ControlMaster (before it exists)
     no_master: bool = False
@@ -78,11 +78,22 @@ def essential(instance: Instance, iid: str) -> list[Requirement]:
     return reqs
 
 
-def optional(instance: Instance, user: GuestUser) -> list[Requirement]:
+def optional(instance: Instance, user: GuestUser, *, containerd: bool = False) -> list[Requirement]:
+    """The probes, after the containerd checks when the guest installs containerd."""
     cfg = instance.config
     assert cfg is not None
     values = cidata.guest_template_values(instance, user)
     out = []
+    if containerd:
+        prefix = shlex.quote(cfg.guest_install_prefix or "/usr/local")
+        out += [Requirement("systemd must be available",
+                            "#!/bin/sh\ncommand -v systemctl >/dev/null 2>&1 || { echo 'systemctl is not found'; "
+                            "exit 1; }\n",
+                            "systemd is needed for containerd; use an image with systemd, or set containerd.system "
+                            "and containerd.user to false", fatal=True),
+                Requirement("containerd binaries to be installed",
+                            f"#!/bin/sh\ncommand -v nerdctl >/dev/null 2>&1 || test -x {prefix}/bin/nerdctl\n",
+                            "See /var/log/cloud-init-output.log in the guest", interval=PROBE_INTERVAL)]
     for i, probe in enumerate(cfg.probes or []):
         script = gotemplate.expand(probe.script or "", values, f"probes[{i}].script")
         out.append(Requirement(probe.description or f"user probe {i + 1}", script, probe.hint or "",
@@ -164,7 +175,7 @@ class Runner:
         last = ""
         while not self.stopping():
             outcome = self.attempt(req)
-            if outcome.ok:
+            if outcome.ok or req.fatal:  # as Lima: a fatal requirement is not retried
                 return outcome
             if outcome.output != last:
                 last = outcome.output

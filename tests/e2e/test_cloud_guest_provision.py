@@ -1,5 +1,6 @@
 """Lima's guest side on the Debian test guest with real cloud-init: every provision mode in Lima's order,
-a probe, a deliberately failing script reported by name, and the guest environment lima.yaml asks for.
+a probe, a deliberately failing script reported by name, containerd from a local archive, and the guest
+environment lima.yaml asks for.
 
 Two boots of one instance (direct kernel boot, the fast way): the first ends degraded because one system
 provision fails on first boot only; the second is READY and runs the ansible playbook on the host.
@@ -19,7 +20,12 @@ NAME = "prov"
 
 TEMPLATE = """\
 base: {base}
-containerd: {{system: false, user: false}}
+containerd:
+  system: false
+  user: true
+  archives:
+  - location: {archive}
+    arch: x86_64
 timezone: Asia/Tokyo
 param:
   COLOR: blue
@@ -93,9 +99,32 @@ echo "timezone=$(cat /etc/timezone)"
 echo "host-lima-internal=$(getent hosts host.lima.internal | awk '{print $1}')"
 echo "cert-trusted=$(grep -c "$CERT_LINE" /etc/ssl/certs/ca-certificates.crt)"
 echo "cidata-mode=$(sudo -n stat -c %a /mnt/lima-cidata)"
+echo "nerdctl=$(/usr/local/bin/nerdctl --version)"
+echo "rootless-setup=$(tr '\n' ';' <"$HOME/setuptool.log")"
 echo "boot-done=$(cat /run/lima-boot-done)"
 echo "ssh-ready=$(cat /run/lima-ssh-ready)"
 """
+
+
+#: nerdctl-full stands in for the real archive (a download this machine cannot make): a nerdctl and the
+#: rootless setup tool, which records how the boot script calls it
+FAKE_NERDCTL_FULL = {
+    "bin/nerdctl": "#!/bin/sh\necho 'nerdctl version 9.9.9'\n",
+    "bin/containerd-rootless-setuptool.sh": "#!/bin/sh\necho \"$@\" >> \"$HOME/setuptool.log\"\n",
+}
+
+
+def _nerdctl_full(tmp_path: Path) -> Path:
+    import io
+    import tarfile
+
+    path = tmp_path / "nerdctl-full.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in FAKE_NERDCTL_FULL.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(text.encode()), 0o755
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return path
 
 
 def _self_signed_cert(tmp_path: Path) -> str:
@@ -117,7 +146,7 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     playbook = tmp_path / "mark.yaml"
     playbook.write_text(PLAYBOOK)
     template = tmp_path / "prov.yaml"
-    template.write_text(TEMPLATE.format(base=cloud_guest.template, playbook=playbook,
+    template.write_text(TEMPLATE.format(base=cloud_guest.template, playbook=playbook, archive=_nerdctl_full(tmp_path),
                                         cert="\n".join("    " + line for line in cert.splitlines())))
     home = Path(lima_env["LIMA_HOME"])
     lima("create", "--name", NAME, str(template))
@@ -128,7 +157,9 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     err = r.stderr
     for shown in ("Waiting for the essential requirement 1 of 3: 'ssh'",
                   "Waiting for the essential requirement 2 of 3: 'user session is ready for ssh'",
-                  "Waiting for the optional requirement 1 of 1: 'the system provision has run'",
+                  "Waiting for the optional requirement 1 of 3: 'systemd must be available'",
+                  "Waiting for the optional requirement 2 of 3: 'containerd binaries to be installed'",
+                  "Waiting for the optional requirement 3 of 3: 'the system provision has run'",
                   "Waiting for the final requirement 1 of 1: 'boot scripts must have finished'"):
         assert shown in err, err
     assert "provision[4] (mode: system, '# fails on the first boot only') failed with exit status 3" in err, err
@@ -149,6 +180,9 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     assert int(got["cert-trusted"]) >= 1
     assert got["cidata-mode"] == "700"  # cidata is root's alone
     assert got["boot-done"] == got["ssh-ready"] and got["boot-done"].startswith("iid-")
+    # containerd.user: the archive from cidata installed under the prefix, the rootless setup run as the user
+    assert got["nerdctl"] == "nerdctl version 9.9.9"
+    assert got["rootless-setup"].startswith("install;install-buildkit-containerd;")
     copied = home / NAME / "copied" / "order"
     assert copied.read_text().startswith("boot blue\n") and copied.stat().st_mode & 0o777 == 0o600
 

@@ -134,7 +134,9 @@ fi
 USER_SCRIPT="${LIMA_CIDATA_HOME}/.lima-user-script"
 if [ -d "${LIMA_CIDATA_MNT}/provision.user" ]; then
 	if [ "$(uname -s)" = Linux ] && [ -d /run/systemd/system ] && ! command -v openrc >/dev/null 2>&1; then
-		# User scripts run in the user's systemd session (XDG_RUNTIME_DIR, user units).
+		# User scripts run in the user's systemd session (XDG_RUNTIME_DIR, user units), which
+		# lingering starts; started again here if it failed.
+		systemctl start "user@${LIMA_CIDATA_UID}.service" 2>/dev/null || true
 		waited=0
 		until [ -e "/run/user/${LIMA_CIDATA_UID}/systemd/private" ]; do
 			if [ "$waited" -ge 120 ]; then
