@@ -1,15 +1,48 @@
-"""The ``lima`` command: one module per command or command group."""
+"""The ``lima`` command: limactl's commands, one module per command or command group."""
 
 from __future__ import annotations
 
 import typer
 
 from .. import __version__
-from . import create, delete, drivers, hostagent, info, shell, snapshot, start, stop, template
+from . import (
+    clone,
+    completion,
+    copy,
+    create,
+    delete,
+    disk,
+    drivers,
+    edit,
+    factory_reset,
+    hostagent,
+    info,
+    protect,
+    prune,
+    restart,
+    shell,
+    show_ssh,
+    snapshot,
+    start,
+    stop,
+    template,
+    tunnel,
+    validate,
+    watch,
+)
 from . import list as list_cmd
-from ._common import new_app, setup_logging
+from ._common import ADVANCED, BASIC, LimaGroup, LimaTyper, apply_globals, reset, setup_logging
 
-app = new_app("lima: Linux virtual machines, with pluggable VM drivers (a Python Lima).")
+app = LimaTyper(
+    cls=LimaGroup, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="Lima: Linux virtual machines, with pluggable VM drivers (lima-core, a Python Lima).",
+    epilog="Examples:\n\n\b\n"
+           "  Start the default instance:      lima start\n"
+           "  Open a shell in it:              lima shell default\n"
+           "  Run a command there:             lima shell default uname -a\n"
+           "  Stop the default instance:       lima stop\n"
+           "  See the templates:               lima start --list-templates\n"
+           "  Shell completion (bash):         source <(lima completion bash)")
 
 
 def _version(value: bool) -> None:
@@ -20,24 +53,59 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    debug: bool = typer.Option(False, "--debug", help="debug logs, and tracebacks on errors"),
+    debug: bool = typer.Option(False, "--debug", help="debug mode: debug logs, and tracebacks on errors"),
+    log_level: str = typer.Option(None, "--log-level", help="logging level: trace, debug, info, warn, error"),
+    log_format: str = typer.Option(None, "--log-format", help="logging format: text (default) or json"),
+    tty_: bool = typer.Option(None, "--tty/--no-tty", show_default=False,
+                              help="allow prompts and editors (default: when stdout is a terminal)"),
+    yes: bool = typer.Option(None, "--yes", "-y", show_default=False, help="alias of --tty=false"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
+    reset()
     setup_logging(debug)
+    apply_globals(log_level=log_level, log_format=log_format, tty_=tty_, yes=yes)
 
 
-app.command("create")(create.create)
-app.command("start")(start.start)
-app.command("stop")(stop.stop)
-app.command("delete")(delete.delete)
-app.command("list")(list_cmd.list_)
-app.command("shell", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(shell.shell)
-app.command("info")(info.info)
+# (name, function, group, aliases, context settings): the groups and aliases are Lima's.
+_SHELL_LIKE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+COMMANDS = (
+    ("create", create.create, BASIC, (), None),
+    ("start", start.start, BASIC, (), None),
+    ("stop", stop.stop, BASIC, (), None),
+    ("restart", restart.restart, BASIC, (), None),
+    ("shell", shell.shell, BASIC, (), _SHELL_LIKE),
+    ("copy", copy.copy, BASIC, ("cp",), None),
+    ("list", list_cmd.list_, BASIC, ("ls",), None),
+    ("delete", delete.delete, BASIC, ("remove", "rm"), None),
+    ("edit", edit.edit, BASIC, (), None),
+    ("info", info.info, ADVANCED, (), None),
+    ("validate", validate.validate, ADVANCED, (), None),
+    ("prune", prune.prune, ADVANCED, (), None),
+    ("show-ssh", show_ssh.show_ssh, ADVANCED, (), None),
+    ("factory-reset", factory_reset.factory_reset, ADVANCED, (), None),
+    ("protect", protect.protect, ADVANCED, (), None),
+    ("unprotect", protect.unprotect, ADVANCED, (), None),
+    ("clone", clone.clone, ADVANCED, (), None),
+    ("rename", clone.rename, ADVANCED, (), None),
+    ("tunnel", tunnel.tunnel, ADVANCED, (), None),
+    ("watch", watch.watch, ADVANCED, (), None),
+    ("completion", completion.completion, ADVANCED, (), None),
+)
+GROUPS = (
+    ("snapshot", snapshot.app, ADVANCED),
+    ("disk", disk.app, ADVANCED),
+    ("template", template.app, ADVANCED),
+    ("drivers", drivers.app, ADVANCED),
+)
+
+for _name, _fn, _panel, _aliases, _settings in COMMANDS:
+    app.command(_name, rich_help_panel=_panel, context_settings=_settings)(_fn)
+    for _alias in _aliases:
+        app.command(_alias, hidden=True, context_settings=_settings)(_fn)
 app.command("hostagent", hidden=True)(hostagent.hostagent)
-app.add_typer(snapshot.app, name="snapshot")
-app.add_typer(drivers.app, name="drivers")
-app.add_typer(template.app, name="template")
+for _name, _sub, _panel in GROUPS:
+    app.add_typer(_sub, name=_name, rich_help_panel=_panel)
 
 
 def main() -> None:
-    app()
+    app(prog_name="lima")
