@@ -5,36 +5,10 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import (
-    clone,
-    completion,
-    copy,
-    create,
-    delete,
-    disk,
-    drivers,
-    edit,
-    factory_reset,
-    hostagent,
-    info,
-    protect,
-    prune,
-    restart,
-    shell,
-    show_ssh,
-    snapshot,
-    start,
-    stop,
-    template,
-    tunnel,
-    validate,
-    watch,
-)
-from . import list as list_cmd
-from ._common import ADVANCED, BASIC, LimaGroup, LimaTyper, apply_globals, reset, setup_logging
+from ._common import ADVANCED, BASIC, Lazy, LazyGroup, LimaTyper, apply_globals, reset, setup_logging
 
 app = LimaTyper(
-    cls=LimaGroup, no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+    cls=LazyGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]}, add_completion=True, pretty_exceptions_enable=False, rich_markup_mode=None,
     help="Lima: Linux virtual machines, with pluggable VM drivers (lima-core, a Python Lima).",
     epilog="Examples:\n\n\b\n"
            "  Start the default instance:      lima start\n"
@@ -66,45 +40,53 @@ def root(
     apply_globals(log_level=log_level, log_format=log_format, tty_=tty_, yes=yes)
 
 
-# (name, function, group, aliases, context settings): the groups and aliases are Lima's.
 _SHELL_LIKE = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+#: (name, module, function, group, aliases, context settings): the groups and aliases are Lima's
 COMMANDS = (
-    ("create", create.create, BASIC, (), None),
-    ("start", start.start, BASIC, (), None),
-    ("stop", stop.stop, BASIC, (), None),
-    ("restart", restart.restart, BASIC, (), None),
-    ("shell", shell.shell, BASIC, (), _SHELL_LIKE),
-    ("copy", copy.copy, BASIC, ("cp",), None),
-    ("list", list_cmd.list_, BASIC, ("ls",), None),
-    ("delete", delete.delete, BASIC, ("remove", "rm"), None),
-    ("edit", edit.edit, BASIC, (), None),
-    ("info", info.info, ADVANCED, (), None),
-    ("validate", validate.validate, ADVANCED, (), None),
-    ("prune", prune.prune, ADVANCED, (), None),
-    ("show-ssh", show_ssh.show_ssh, ADVANCED, (), None),
-    ("factory-reset", factory_reset.factory_reset, ADVANCED, (), None),
-    ("protect", protect.protect, ADVANCED, (), None),
-    ("unprotect", protect.unprotect, ADVANCED, (), None),
-    ("clone", clone.clone, ADVANCED, (), None),
-    ("rename", clone.rename, ADVANCED, (), None),
-    ("tunnel", tunnel.tunnel, ADVANCED, (), None),
-    ("watch", watch.watch, ADVANCED, (), None),
-    ("completion", completion.completion, ADVANCED, (), None),
+    ("create", "create", "create", BASIC, (), None),
+    ("start", "start", "start", BASIC, (), None),
+    ("stop", "stop", "stop", BASIC, (), None),
+    ("restart", "restart", "restart", BASIC, (), None),
+    ("shell", "shell", "shell", BASIC, (), _SHELL_LIKE),
+    ("copy", "copy", "copy", BASIC, ("cp",), None),
+    ("list", "list", "list_", BASIC, ("ls",), None),
+    ("delete", "delete", "delete", BASIC, ("remove", "rm"), None),
+    ("edit", "edit", "edit", BASIC, (), None),
+    ("info", "info", "info", ADVANCED, (), None),
+    ("validate", "validate", "validate", ADVANCED, (), None),
+    ("prune", "prune", "prune", ADVANCED, (), None),
+    ("show-ssh", "show_ssh", "show_ssh", ADVANCED, (), None),
+    ("factory-reset", "factory_reset", "factory_reset", ADVANCED, (), None),
+    ("protect", "protect", "protect", ADVANCED, (), None),
+    ("unprotect", "protect", "unprotect", ADVANCED, (), None),
+    ("clone", "clone", "clone", ADVANCED, (), None),
+    ("rename", "clone", "rename", ADVANCED, (), None),
+    ("tunnel", "tunnel", "tunnel", ADVANCED, (), None),
+    ("watch", "watch", "watch", ADVANCED, (), None),
+    ("completion", "completion", "completion", ADVANCED, (), None),
+    ("hostagent", "hostagent", "hostagent", None, (), None),  # hidden: `lima start` runs it
 )
 GROUPS = (
-    ("snapshot", snapshot.app, ADVANCED),
-    ("disk", disk.app, ADVANCED),
-    ("template", template.app, ADVANCED),
-    ("drivers", drivers.app, ADVANCED),
+    ("snapshot", "snapshot", ADVANCED),
+    ("disk", "disk", ADVANCED),
+    ("template", "template", ADVANCED),
+    ("drivers", "drivers", ADVANCED),
 )
 
-for _name, _fn, _panel, _aliases, _settings in COMMANDS:
-    app.command(_name, rich_help_panel=_panel, context_settings=_settings)(_fn)
-    for _alias in _aliases:
-        app.command(_alias, hidden=True, context_settings=_settings)(_fn)
-app.command("hostagent", hidden=True)(hostagent.hostagent)
-for _name, _sub, _panel in GROUPS:
-    app.add_typer(_sub, name=_name, rich_help_panel=_panel)
+
+def _table() -> dict[str, Lazy]:
+    out: dict[str, Lazy] = {}
+    for name, module, attr, panel, aliases, settings in COMMANDS:
+        hidden = panel is None
+        out[name] = Lazy(f"{__name__}.{module}", attr, panel, hidden, settings)
+        for alias in aliases:
+            out[alias] = Lazy(f"{__name__}.{module}", attr, None, True, settings)
+    for name, module, panel in GROUPS:
+        out[name] = Lazy(f"{__name__}.{module}", "app", panel, group=True)
+    return out
+
+
+LazyGroup.lazy = _table()
 
 
 def main() -> None:

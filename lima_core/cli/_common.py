@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -256,6 +257,49 @@ def _plain_coercion(params: list[Any]) -> None:
             param._runtime_param = _PlainParam(parameter_info=info, annotation=desc.annotation)
         elif desc.annotation == list[str]:
             param._runtime_param = _PlainParam(parameter_info=info, annotation=list[str], many=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lazy:
+    """A command (or command group) of the root, imported and built only when used: ``lima list`` does not
+    pay for the other forty."""
+
+    module: str
+    attr: str
+    panel: str | None = None
+    hidden: bool = False
+    settings: dict[str, Any] | None = None
+    group: bool = False
+
+
+class LazyGroup(LimaGroup):
+    """The root group: commands come from :attr:`lazy`, built through typer's public ``get_command``."""
+
+    lazy: dict[str, Lazy] = {}
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in self.lazy:
+            cmd = self.commands[cmd_name] = _build(cmd_name, self.lazy[cmd_name])
+        return cmd
+
+
+def _build(name: str, spec: Lazy) -> Any:
+    import importlib
+
+    obj = getattr(importlib.import_module(spec.module), spec.attr)
+    if spec.group:
+        cmd = typer.main.get_command(obj)
+        cmd.name = name
+        cmd.hidden = spec.hidden
+        cmd.rich_help_panel = spec.panel  # type: ignore[attr-defined]
+        return cmd
+    single = LimaTyper(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    single.command(name, rich_help_panel=spec.panel, hidden=spec.hidden, context_settings=spec.settings)(obj)
+    return typer.main.get_command(single)
 
 
 def _go_bool_syntax(cmd: Any, args: list[str]) -> list[str]:

@@ -105,9 +105,10 @@ def _lima_commands(app: Any) -> dict[str, Any]:
     import typer
 
     root = typer.main.get_command(app)
+    ctx = typer.Context(root)
     out: dict[str, Any] = {}
-    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
-        out[name] = cmd
+    for name in root.list_commands(ctx):  # type: ignore[attr-defined]
+        cmd = out[name] = root.get_command(ctx, name)  # type: ignore[attr-defined]
         for sub_name, sub in getattr(cmd, "commands", {}).items():
             out[f"{name} {sub_name}"] = sub
     return out
@@ -192,3 +193,10 @@ expression cannot read the host's environment or files.
 |---|---|
 {lima_only}
 """
+
+
+def command_paths(app: Any) -> list[list[str]]:
+    """Every visible command of the app as argv words (["start"], ["disk", "create"]), groups included."""
+    commands = _lima_commands(app)
+    return [name.split(" ") for name, cmd in commands.items()
+            if not cmd.hidden and not commands[name.split(" ")[0]].hidden]

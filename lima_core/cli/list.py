@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -12,14 +13,15 @@ from ..errors import LimaError
 from ._common import complete_instances
 
 FORMATS = ("table", "json", "yaml")
+log = logging.getLogger("lima_core")
 COLUMNS = ("NAME", "STATUS", "SSH", "VMTYPE", "ARCH", "CPUS", "MEMORY", "DISK", "DIR")
 
 
 def list_(
     names: list[str] = typer.Argument(None, help="only these instances", autocompletion=complete_instances,
                                       show_default=False),
-    format_: str = typer.Option("table", "--format", "-f", help="json, yaml, table, or a Go template such as "
-                                "'{{.Name}} {{.Status}}' (fields: --list-fields)"),
+    format_: str = typer.Option(None, "--format", "-f", show_default=False, help="json, yaml, table (the default), "
+                                "or a Go template such as '{{.Name}} {{.Status}}' (fields: --list-fields)"),
     list_fields: bool = typer.Option(False, "--list-fields", help="list the fields a --format template can use"),
     json_: bool = typer.Option(False, "--json", help="same as --format=json"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print the names only"),
@@ -37,7 +39,8 @@ def list_(
     """
     from ..dirnames import instance_names
 
-    format_given = format_ != "table"
+    format_given = format_ is not None
+    format_ = format_ or "table"
     if json_:
         if format_given:
             raise LimaError("option --json conflicts with option --format")
@@ -66,15 +69,18 @@ def list_(
     all_names = instance_names()
     unmatched = False
     if names:
+        from ..store import validate_name
+
         for n in names:
+            validate_name(n)  # a name that cannot be an instance's is bad input, not a miss
             if n not in all_names:
-                print(f"WARNING: No instance matching {n} found.", file=sys.stderr)
+                log.warning("No instance matching %s found.", n)
                 unmatched = True
         wanted = [n for n in all_names if n in names]
     else:
         wanted = all_names
         if not wanted:
-            print("WARNING: No instance found. Run `lima create` to create an instance.", file=sys.stderr)
+            log.warning("No instance found. Run `lima create` to create an instance.")
             return
     if quiet and not yq_ and not filter_:
         for name in wanted:
@@ -89,7 +95,7 @@ def list_(
         raise typer.Exit(1 if unmatched else 0)
     for inst in instances:
         for err in inst.errors:
-            print(f"WARNING: {inst.name}: {err}", file=sys.stderr)
+            log.warning("%s: %s", inst.name, err)
     if yq_:
         _print_yq(instances, yq_ + ([".name"] if quiet else []), "yaml" if format_ == "yaml" else "json")
     elif format_ == "json":

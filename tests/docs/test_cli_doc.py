@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lima_core.cli import app
 from lima_core.cli import _reference as ref
+from lima_core.cli import app
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
