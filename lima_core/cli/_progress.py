@@ -8,15 +8,18 @@ over; each line is shown as ``cloud-init: <line>``.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 LOG = "/var/log/cloud-init-output.log"
-#: sudo when the guest has it (the log is root's on most images), else as the user
-REMOTE = (f"if command -v sudo >/dev/null 2>&1; then exec sudo -n tail -n +1 -F {LOG}; "
-          f"else exec tail -n +1 -F {LOG}; fi 2>/dev/null")
+#: from line {start} on; sudo when the guest has it (the log is root's on most images), else as the user
+REMOTE = ("if command -v sudo >/dev/null 2>&1; then exec sudo -n tail -n +{start} -F " + LOG + "; "
+          "else exec tail -n +{start} -F " + LOG + "; fi 2>/dev/null")
 
 
 class CloudInitTail:
@@ -24,6 +27,7 @@ class CloudInitTail:
         self.name = name
         self.say = say
         self._stop = threading.Event()
+        self._lines = 0  # shown so far: a new connection goes on from there
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="cloud-init-progress", daemon=True)
@@ -44,10 +48,12 @@ class CloudInitTail:
             with self._lock:
                 if self._stop.is_set():
                     return
-                self._proc = subprocess.Popen([*args, "--", REMOTE], stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                self._proc = subprocess.Popen([*args, "--", REMOTE.format(start=self._lines + 1)],
+                                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, start_new_session=True)
             assert self._proc.stdout is not None
             for raw in self._proc.stdout:
+                self._lines += 1
                 line = raw.decode(errors="replace").rstrip()
                 if line:
                     self.say(f"cloud-init: {line}")
@@ -58,5 +64,6 @@ class CloudInitTail:
         self._stop.set()
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
-                self._proc.kill()
+                with contextlib.suppress(OSError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
         self._thread.join(timeout=5)

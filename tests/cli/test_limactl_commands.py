@@ -338,3 +338,48 @@ def test_completion_script_loads_in_bash_and_completes(lima, tmp_path: Path, lim
     first, second = proc.stdout.splitlines()
     assert "start" in first.split() and "inst-one" in second.split()
     assert "invalid shell" in lima("completion", "tcsh", ok=False).stderr
+
+
+def test_start_progress_shows_the_guests_log(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                             fake_ssh: Path, instances: list[str], leftovers,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--progress tails the guest's provisioning log over SSH while the instance starts (the fake ssh maps
+    the guest's /run/ into the fake VM's root, so the log is put there)."""
+    from lima_core.cli import _progress
+
+    monkeypatch.setattr(_progress, "REMOTE", "tail -n +{start} /run/provision.log")
+    instances.append("prog")
+    lima("create", "--name", "prog", str(fake_template), ok=True)
+    run = lima_home / "prog" / "fakevm-root" / "run"
+    run.mkdir(parents=True)
+    (run / "provision.log").write_text("installing packages\nall done\n")
+    r = lima("start", "--progress", "prog", ok=True)
+    assert "cloud-init: installing packages\ncloud-init: all done\n" in r.stderr
+    assert r.stderr.index("cloud-init: all done") < r.stderr.index("READY")
+    lima("stop", "prog", ok=True)
+    assert leftovers() == []
+
+
+def test_start_foreground_is_the_host_agent(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                            fake_ssh: Path, instances: list[str], leftovers) -> None:
+    """--foreground: `lima start` becomes the host agent (events in ha.stdout.log as always) until stopped."""
+    import time
+
+    instances.append("fg")
+    lima("create", "--name", "fg", str(fake_template), ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "lima_core", "start", "--foreground", "fg"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        log = lima_home / "fg" / "ha.stdout.log"
+        while not log.exists() or '"running": true' not in log.read_text():  # READY
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        assert json.loads(lima("list", "--json", "fg", ok=True).stdout)["hostAgentPID"] == proc.pid
+        lima("stop", "fg", ok=True)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "host agent exiting" in proc.stderr.read()  # its log on the terminal
+    assert leftovers() == []
