@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
 
 from . import atomicfile, fields, filenames, limayaml, registry, store, yamlfile, yq
 from .errors import ConfigError, LimaError
@@ -67,10 +66,10 @@ def apply(name: str, edits: list[tuple[str, str]]) -> Edit:
 def check(edit: Edit) -> LimaYAML:
     """ConfigError (or the driver's ValidationError) when *edit.after* cannot be the instance's lima.yaml."""
     inst_dir = store.existing_dir(edit.name)
-    source = str(inst_dir / filenames.LIMA_YAML)
+    source = f"{inst_dir / filenames.LIMA_YAML} (as edited)"
     cfg = limayaml.load_text(edit.after, source, warn_unknown=True)
     try:
-        old: LimaYAML | None = limayaml.load_text(edit.before, source)
+        old: LimaYAML | None = limayaml.load_text(edit.before, str(inst_dir / filenames.LIMA_YAML))
     except LimaError:
         old = None  # the instance was broken; the new lima.yaml may mend it
     if old is not None:
@@ -121,7 +120,3 @@ def save_rejected(text: str, cwd: Path | None = None) -> Path:
     path = (cwd or Path.cwd()) / REJECTED_YAML
     path.write_text(text)
     return path
-
-
-def dump(data: dict[str, Any]) -> str:
-    return yamlfile.dump(data)

@@ -147,7 +147,7 @@ class LimaGroup(TyperGroup):
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         _plain_coercion(self.get_params(ctx))
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, _go_bool_syntax(self, args, group=True))
 
     def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -302,7 +302,7 @@ def _build(name: str, spec: Lazy) -> Any:
     return typer.main.get_command(single)
 
 
-def _go_bool_syntax(cmd: Any, args: list[str]) -> list[str]:
+def _go_bool_syntax(cmd: Any, args: list[str], group: bool = False) -> list[str]:
     """Lima's (Go's) ``--flag=true`` / ``--flag=false`` for boolean flags: ``--tty=false`` becomes
     ``--no-tty``, ``--debug=true`` becomes ``--debug``. Only the command's own options are rewritten:
     not after ``--``, nor, for a command that stops at its first argument (``shell``), after that."""
@@ -317,7 +317,7 @@ def _go_bool_syntax(cmd: Any, args: list[str]) -> list[str]:
                     flags[opt] = (opt, secondary[0] if secondary else None)
         elif getattr(param, "param_type_name", "") == "option":
             takes_value.update(opts)
-    interspersed = cmd.context_settings.get("allow_interspersed_args", True) if cmd.context_settings else True
+    interspersed = not group and (cmd.context_settings or {}).get("allow_interspersed_args", True)
     out: list[str] = []
     i = 0
     while i < len(args):

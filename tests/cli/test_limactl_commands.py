@@ -41,7 +41,8 @@ def test_create_flags_become_lima_yaml(lima, driver_mode: str, fake_template: Pa
 
 
 def test_bool_flags_take_gos_false_form(lima, driver_mode: str, fake_template: Path, lima_home: Path) -> None:
-    lima("create", "--name", "b", "--video=false", "--plain=true", "--tty=false", str(fake_template), ok=True)
+    lima("--tty=false", "create", "--name", "b", "--video=false", "--plain=true", "--debug=false", str(fake_template),
+         ok=True)
     cfg = saved(lima_home, "b")
     assert cfg["video"] == {"display": "none"} and cfg["plain"] is True
 
@@ -382,4 +383,23 @@ def test_start_foreground_is_the_host_agent(lima, driver_mode: str, fake_templat
         if proc.poll() is None:
             proc.kill()
     assert "host agent exiting" in proc.stderr.read()  # its log on the terminal
+    assert leftovers() == []
+
+
+def test_create_with_a_terminal_asks_first(lima, driver_mode: str, fake_template: Path, lima_home: Path) -> None:
+    r = lima("create", "--tty", "--name", "ask", str(fake_template), input="3\n", ok=True)
+    assert "Proceed with the current configuration" in r.stderr and not (lima_home / "ask").exists()
+    lima("create", "--tty", "--name", "ask", str(fake_template), input="1\n", ok=True)
+    assert (lima_home / "ask" / "lima.yaml").exists()
+
+
+def test_shell_start_starts_a_stopped_instance(lima, driver_mode: str, fake_template: Path, fake_ssh: Path,
+                                               instances: list[str], leftovers) -> None:
+    instances.append("ss")
+    lima("create", "--name", "ss", str(fake_template), ok=True)
+    r = lima("shell", "ss", "true", ok=False)
+    assert "is Stopped; run `lima start ss`, or `lima shell --start ss`" in r.stderr
+    r = lima("shell", "--start", "ss", "echo", "in", ok=True)
+    assert r.stdout.strip() == "in" and "READY" in r.stderr
+    lima("stop", "ss", ok=True)
     assert leftovers() == []
