@@ -403,3 +403,45 @@ def test_shell_start_starts_a_stopped_instance(lima, driver_mode: str, fake_temp
     assert r.stdout.strip() == "in" and "READY" in r.stderr
     lima("stop", "ss", ok=True)
     assert leftovers() == []
+
+
+def test_copy_chooses_its_backend_and_arguments(lima, driver_mode: str, fake_template: Path, fake_ssh: Path,
+                                                lima_home: Path, tmp_path: Path, instances: list[str], leftovers,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """scp and rsync are stand-ins that record their arguments here (the copies themselves are checked against
+    the test guest in e2e); the fake ssh runs `command -v rsync` on the host, where the stand-in is found."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    log = tmp_path / "argv.log"
+    for tool in ("scp", "rsync"):
+        (tools / tool).write_text(f"#!/bin/sh\n{{ printf '%s' {tool}; printf '\\t%s' \"$@\"; echo; }} >> {log}\n")
+        (tools / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    for name in ("c1", "c2"):
+        instances.append(name)
+        lima("start", "--name", name, str(fake_template), ok=True)
+    cfg1, cfg2 = lima_home / "c1" / "ssh.config", lima_home / "c2" / "ssh.config"
+
+    def last() -> list[str]:
+        return log.read_text().splitlines()[-1].split("\t")
+
+    lima("copy", "-r", "c1:/etc/x", str(tmp_path), ok=True)
+    assert last() == ["rsync", "-a", "-e", f"{shutil.which('ssh')} -F {cfg1}", "--", "lima-c1:/etc/x", str(tmp_path)]
+    lima("cp", "--backend", "scp", "-v", str(tmp_path / "f"), "c1:", ok=True)
+    assert last() == ["scp", "-F", str(cfg1), "-v", "--", str(tmp_path / "f"), "lima-c1:"]
+    lima("copy", "c1:a", "c2:b", ok=True)  # two instances: scp through the host, one config with both
+    words = last()
+    assert words[:2] == ["scp", "-F"] and words[3:] == ["-3", "--", "lima-c1:a", "lima-c2:b"]
+    r = lima("copy", "--backend", "rsync", "c1:a", "c2:b", ok=False)
+    assert "rsync cannot copy between two instances" in r.stderr
+    for args, said in ((["c1:a:b", "x"], "more than one colon"), (["nosuch:/x", "."], "does not exist"),
+                       ([str(tmp_path), "."], "none of the paths is in an instance"),
+                       (["--backend", "ftp", "c1:x", "."], "invalid backend")):
+        r = lima("copy", *args, ok=False)
+        assert said in r.stderr, (args, r.stderr)
+    lima("stop", "c1", ok=True)
+    r = lima("copy", "c1:x", ".", ok=False)
+    assert "instance 'c1' is Stopped; run `lima start c1`" in r.stderr
+    lima("stop", "c2", ok=True)
+    assert leftovers() == []
+    assert cfg2.exists()
