@@ -75,9 +75,14 @@ def _help_row(opts: _env.Options, lima: list[str], env: dict[str, str]) -> _timi
     slowest = max(medians, key=medians.__getitem__)
     forbidden = sorted({n for words in paths for n in imported([*lima, *words, "--help"], env)
                         if n.startswith(FORBIDDEN)})
+    cpu_medians = {k: _timing.median(v) for k, v in cpu.items() if k != "floor"}
+    most_cpu = max(cpu_medians, key=cpu_medians.__getitem__)
     report: dict[str, object] = {"commands": len(paths), "slowest": slowest, "forbidden_imports": forbidden,
                                  "met": not forbidden,
-                                 "medians_ms": {k: round(v * 1000, 1) for k, v in sorted(medians.items())}}
+                                 "medians_ms": {k: round(v * 1000, 1) for k, v in sorted(medians.items())},
+                                 "cpu_medians_ms": {k: round(v * 1000, 1) for k, v in sorted(cpu_medians.items())},
+                                 "most_cpu": most_cpu,
+                                 "most_cpu_ratio": round(cpu_medians[most_cpu] / _timing.median(cpu["floor"]), 3)}
     report.update(_timing.cpu_extra(cpu, slowest, "floor"))
     return _timing.row(ID, f"lima COMMAND --help, the slowest of {len(paths)} ({slowest})", "ms", samples[slowest],
                        'python -c "import typer"', samples["floor"], factor=1000, target=TARGET, extra=report)
