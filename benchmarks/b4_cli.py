@@ -1,8 +1,9 @@
-"""B4: ``lima --version`` and ``lima list`` (no instances) against ``python -c "import typer"``.
+"""B4: ``lima --version``, ``lima list`` (no instances) and every command's ``--help`` against ``python -c "import typer"``.
 
 Each run is a fresh process, timed from spawn to exit. Besides the time, one
 extra run under ``python -X importtime`` lists what each command imported, to
-show that no grpc and no driver is loaded on these paths.
+show that no grpc and no driver is loaded on these paths. The ``--help`` row is
+the slowest command's; every command's median is in its extra.
 """
 
 from __future__ import annotations
@@ -55,4 +56,33 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             report.update(_timing.cpu_extra(cpu, key, "floor"))
             rows.append(_timing.row(ID, what, "ms", samples[key], 'python -c "import typer"', samples["floor"],
                                     factor=1000, target=TARGET, extra=report))
+        rows.append(_help_row(opts, lima, env))
     return rows
+
+
+def _help_row(opts: _env.Options, lima: list[str], env: dict[str, str]) -> _timing.Row:
+    """Every command's ``--help``, interleaved with the floor; the row is the slowest command's."""
+    from lima_core.cli import app
+    from lima_core.cli._reference import command_paths
+
+    paths = command_paths(app)
+    cases = {"floor": _env.spawn_case([_env.python(), "-c", "import typer"], env)}
+    for words in paths:
+        cases[" ".join(words)] = _env.spawn_case([*lima, *words, "--help"], env)
+    cpu: dict[str, list[float]] = {}
+    samples = _timing.interleaved(cases, max(1, opts.runs // 2) if opts.quick else opts.runs, opts.warmup, cpu)
+    medians = {k: _timing.median(v) for k, v in samples.items() if k != "floor"}
+    slowest = max(medians, key=medians.__getitem__)
+    forbidden = sorted({n for words in paths for n in imported([*lima, *words, "--help"], env)
+                        if n.startswith(FORBIDDEN)})
+    cpu_medians = {k: _timing.median(v) for k, v in cpu.items() if k != "floor"}
+    most_cpu = max(cpu_medians, key=cpu_medians.__getitem__)
+    report: dict[str, object] = {"commands": len(paths), "slowest": slowest, "forbidden_imports": forbidden,
+                                 "met": not forbidden,
+                                 "medians_ms": {k: round(v * 1000, 1) for k, v in sorted(medians.items())},
+                                 "cpu_medians_ms": {k: round(v * 1000, 1) for k, v in sorted(cpu_medians.items())},
+                                 "most_cpu": most_cpu,
+                                 "most_cpu_ratio": round(cpu_medians[most_cpu] / _timing.median(cpu["floor"]), 3)}
+    report.update(_timing.cpu_extra(cpu, slowest, "floor"))
+    return _timing.row(ID, f"lima COMMAND --help, the slowest of {len(paths)} ({slowest})", "ms", samples[slowest],
+                       'python -c "import typer"', samples["floor"], factor=1000, target=TARGET, extra=report)

@@ -66,8 +66,9 @@ FIELDS: tuple[Field, ...] = (
     Field("cpus", DRIVER, "virtual CPUs"),
     Field("memory", DRIVER, "guest memory"),
     Field("disk", DRIVER, "boot disk size"),
-    Field("additionalDisks", REFUSED, "extra disks are not attached by lima-core's drivers yet; remove "
-          "additionalDisks", _set("additional_disks")),
+    Field("additionalDisks", DRIVER, "disks made by `lima disk create`: the qemu and vz drivers attach "
+          "`_disks/<name>/datadisk`, locked to the instance while it runs; the guest formats a disk on first use "
+          "and mounts it at /mnt/lima-<name>"),
     Field("mounts", APPLIED, "written to cidata (fstab rows through cloud-init) and shared by the driver"),
     Field("mounts[].sshfs", WARNED, "reverse-sshfs options; reverse-sshfs is not supported yet",
           _any_mount(lambda m: bool(m.extra.get("sshfs")))),

@@ -131,3 +131,6 @@ OVERRIDE_YAML = "override.yaml"
 DRIVERS_YAML = "drivers.yaml"  # lima-core: {external: [names]}, the build-tag analog
 TEMPLATES_DIR = "_templates"
 DISKS_DIR = "_disks"
+# in _disks/<name>/: the disk, and the symlink to the instance directory that uses it
+DATADISK = "datadisk"
+DISK_IN_USE_BY = "in_use_by"

@@ -27,6 +27,7 @@ from . import (
     ansible,
     containerd,
     dirnames,
+    disks,
     events,
     fields,
     filenames,
@@ -202,10 +203,11 @@ def hostagent_command(name: str) -> list[str]:
 
 
 def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None,
-          download_progress: download.Progress | None = None) -> bool:
+          download_progress: download.Progress | None = None, foreground: bool = False) -> bool:
     """Start the host agent and wait until the instance is Running.
 
-    Returns False when the instance was already running.
+    Returns False when the instance was already running. *foreground*: once the checks pass,
+    this process becomes the host agent (``lima start --foreground``) and does not return.
     """
     inst_dir = store.existing_dir(name)
     with instance_lock(inst_dir, timeout=30):
@@ -243,6 +245,8 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         if entry.is_external:
             # Its start overlaps the host agent's; the host agent's connect waits for it.
             supervisor.launch(entry.location, entry.name, inst_dir)
+        if foreground:
+            _exec_host_agent(inst_dir, name)
         try:
             ha = _spawn_host_agent(inst_dir, name)
         except BaseException:
@@ -264,6 +268,20 @@ def _check_space(inst_dir: Path) -> None:
     if free < MIN_FREE_SPACE:
         raise InstanceError(f"{inst_dir}: No space left on device ({free >> 10} KiB free; starting needs about "
                             f"{MIN_FREE_SPACE >> 20} MiB for cidata and logs)")
+
+
+def _exec_host_agent(inst_dir: Path, name: str) -> None:
+    """Become the host agent: its events still go to ha.stdout.log (``lima list``, ``lima watch`` read
+    them there), its log to this terminal. The instance lock is released by the exec (close-on-exec)."""
+    env = dict(os.environ)
+    env.setdefault(SELF_EXE_ENV, os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(inst_dir / filenames.HOST_AGENT_STDOUT_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.close(fd)
+    command = hostagent_command(name)
+    os.execve(command[0], command, env)
 
 
 def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
@@ -383,6 +401,8 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
         elif status.reason:
             notes.append(status.reason)
     notes += supervisor.stop_servers(inst_dir, force=True)
+    if not store.vm_process(inst_dir, vm_type).alive:  # Lima: unlock the additional disks
+        disks.unlock_all(inst_dir)
     for entry in inst_dir.iterdir():
         if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) and not entry.is_dir():
             with contextlib.suppress(FileNotFoundError):
@@ -406,13 +426,13 @@ def delete(name: str, force: bool = False) -> list[str]:
     if not inst_dir.is_dir():
         return [f"instance {name!r} does not exist; nothing to delete"]
     inst = store.inspect(name)
+    if inst.protected:
+        raise InstanceError(f"instance {name!r} is protected; run `lima unprotect {name}` to allow deleting it")
     if not force and inst.status != STATUS_STOPPED:
         what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
         if inst.errors:
             what += f" ({'; '.join(inst.errors)})"
         raise InstanceError(f"instance {name!r} is {what}; run `lima stop {name}` first, or `lima delete -f {name}`")
-    if inst.protected:
-        raise InstanceError(f"instance {name!r} is protected; remove {inst_dir / filenames.PROTECTED} to delete it")
     with instance_lock(inst_dir, timeout=30):
         notes = stop_forcibly(inst_dir, inst.vm_type)
         if not inst.errors or inst.config is not None:

@@ -1,4 +1,4 @@
-"""lima.yaml: layering with _config/default.yaml and override.yaml, defaults, validation, --set.
+"""lima.yaml: layering with _config/default.yaml and override.yaml, defaults, validation.
 
 ``lima.yaml`` keeps what the user's template said; defaults are filled each
 time it is loaded, as Lima does, so a later default change reaches old
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -326,50 +325,3 @@ def _validate_user(cfg: LimaYAML) -> None:
 
 def _has_control(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
-
-
-# -- --set ------------------------------------------------------------------------------------
-
-_SET = re.compile(r"^\s*(?P<path>(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])*)+)\s*=\s*(?P<value>.*?)\s*$", re.S)
-_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-
-
-def apply_set(data: dict[str, Any], expression: str) -> dict[str, Any]:
-    """Apply Lima's simple assignment form: ``.cpus = 4``, ``.images[0].arch = "x86_64"``."""
-    match = _SET.match(expression)
-    if not match:
-        raise ConfigError(f"--set {expression!r}: only simple assignments such as '.cpus = 4' or "
-                          "'.vmType = \"qemu\"' are supported")
-    try:
-        value = yaml.safe_load(match["value"]) if match["value"] else None
-    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError):
-        raise ConfigError(f"--set {expression!r}: the value is not valid YAML or JSON") from None
-    yamlfile.check_shape(value, f"--set {expression!r}")
-    segments = [(m[1], m[2]) for m in _SEGMENT.finditer(match["path"])]
-    node: Any = data
-    for i, (name, index) in enumerate(segments):
-        last = i == len(segments) - 1
-        nxt = segments[i + 1] if not last else None
-        empty: Any = [] if nxt and nxt[1] is not None else {}
-        if name is not None:
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {expression!r}: {name} is not inside a mapping")
-            if last:
-                node[name] = value
-            else:
-                if node.get(name) is None:
-                    node[name] = empty
-                node = node[name]
-        else:
-            idx = int(index)
-            if not isinstance(node, list):
-                raise ConfigError(f"--set {expression!r}: [{idx}] is not inside a list")
-            while len(node) <= idx:
-                node.append(None)
-            if last:
-                node[idx] = value
-            else:
-                if node[idx] is None:
-                    node[idx] = empty
-                node = node[idx]
-    return data

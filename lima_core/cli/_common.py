@@ -1,10 +1,16 @@
-"""What every command shares: the error edge, logging, output helpers."""
+"""What every command shares: the error edge, logging, global flags, help layout, output helpers."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -13,27 +19,127 @@ from typer.core import TyperGroup
 from ..errors import LimaError
 
 log = logging.getLogger("lima_core")
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False, "tty": None, "log_format": "text"}
+
+#: Lima's logrus levels
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+              "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
+              "panic": logging.CRITICAL}
+LOG_FORMATS = ("text", "json")
+BASIC, ADVANCED = "Basic Commands", "Advanced Commands"
 
 
 class _Handler(logging.Handler):
-    """``WARNING: message`` on stderr, as one line per record."""
+    """``WARNING: message`` on stderr, one line per record; or logrus's JSON lines (``--log-format json``)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        prefix = {"WARNING": "WARNING: ", "ERROR": "ERROR: ", "DEBUG": "DEBUG: "}.get(record.levelname, "")
+        message = record.getMessage()
+        if _state["log_format"] == "json":
+            level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
+            line = json.dumps({"level": level, "msg": message,
+                               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.created))})
+        else:
+            prefix = {"WARNING": "WARNING: ", "ERROR": "ERROR: ", "DEBUG": "DEBUG: "}.get(record.levelname, "")
+            line = f"{prefix}{message}"
         try:
-            sys.stderr.write(f"{prefix}{record.getMessage()}\n")
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
 
 
-def setup_logging(debug: bool) -> None:
-    _state["debug"] = debug
+def reset() -> None:
+    """A new invocation (the root callback): no flag of an earlier one in this process counts."""
+    _state.update(debug=False, tty=None, log_format="text")
+    logging.getLogger("lima_core").setLevel(logging.INFO)
+
+
+def setup_logging(debug: bool, level: str | None = None, log_format: str | None = None) -> None:
+    if log_format is not None and log_format not in LOG_FORMATS:
+        raise typer.BadParameter(f"unsupported log format {log_format!r}; use text or json", param_hint="--log-format")
+    if level is not None and level.lower() not in LOG_LEVELS:
+        raise typer.BadParameter(f"unknown log level {level!r}; use one of trace, debug, info, warn, error",
+                                 param_hint="--log-level")
+    _state["debug"] = _state["debug"] or debug
+    _state["log_format"] = log_format or _state["log_format"]
     root = logging.getLogger("lima_core")
     root.handlers[:] = [_Handler()]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if level is not None:
+        root.setLevel(LOG_LEVELS[level.lower()])
+    elif debug:
+        root.setLevel(logging.DEBUG)
     root.propagate = False
+
+
+def tty() -> bool:
+    """Lima's --tty: prompts and editors are allowed (default: when stdout is a terminal)."""
+    if _state["tty"] is not None:
+        return bool(_state["tty"])
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def apply_globals(debug: bool | None = None, log_level: str | None = None, log_format: str | None = None,
+                  tty_: bool | None = None, yes: bool | None = None) -> None:
+    """The global flags, given before the command (``lima --debug list``) or after it (``lima list --debug``)."""
+    if yes is not None and tty_ is not None:
+        raise typer.BadParameter("cannot use both --tty and --yes", param_hint="--yes")
+    if yes:
+        _state["tty"] = False
+    elif tty_ is not None:
+        _state["tty"] = tty_
+    if debug or log_level is not None or log_format is not None:
+        setup_logging(bool(debug), log_level, log_format)
+
+
+def _global_parameters() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("debug", kw, annotation=bool, default=typer.Option(
+            None, "--debug", help="debug mode: debug logs, and tracebacks on errors", show_default=False)),
+        inspect.Parameter("log_level", kw, annotation=str, default=typer.Option(
+            None, "--log-level", help="logging level: trace, debug, info, warn, error", show_default=False)),
+        inspect.Parameter("log_format", kw, annotation=str, default=typer.Option(
+            None, "--log-format", help="logging format: text (default) or json", show_default=False)),
+        inspect.Parameter("tty_", kw, annotation=bool, default=typer.Option(
+            None, "--tty/--no-tty", help="allow prompts and editors (default: when stdout is a terminal); "
+            "--tty=false for automation", show_default=False)),
+        inspect.Parameter("yes", kw, annotation=bool, default=typer.Option(
+            None, "--yes", "-y", help="alias of --tty=false", show_default=False)),
+    ]
+
+
+GLOBAL_NAMES = ("debug", "log_level", "log_format", "tty_", "yes")
+
+
+def with_globals(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """*fn* taking the global flags too (they are applied before it runs, and not passed to it)."""
+    sig = inspect.signature(fn, eval_str=True)
+    params = list(sig.parameters.values()) + _global_parameters()
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        apply_globals(**{name: kwargs.pop(name) for name in GLOBAL_NAMES})
+        return fn(**kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
+
+
+class LimaTyper(typer.Typer):
+    """A Typer whose every command also takes the global flags, as limactl's persistent flags."""
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(name, **kwargs)
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            register(with_globals(fn))
+            return fn
+
+        return decorate
 
 
 class LimaGroup(TyperGroup):
@@ -41,7 +147,7 @@ class LimaGroup(TyperGroup):
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         _plain_coercion(self.get_params(ctx))
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, _go_bool_syntax(self, args, group=True))
 
     def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -49,7 +155,24 @@ class LimaGroup(TyperGroup):
         # names; the command's own context inherits ours unless it sets its own.
         if cmd is not None and "help_option_names" not in (cmd.context_settings or {}):
             _plain_coercion(cmd.get_params(ctx))
+        if cmd is not None and not isinstance(cmd, TyperGroup):
+            rest = _go_bool_syntax(cmd, rest)
         return name, cmd, rest
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
+        """The commands in Lima's two groups (Basic, Advanced), then any others; aliases are not listed."""
+        groups: dict[str, list[tuple[str, str]]] = {}
+        commands = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
+        shown = [(n, c) for n, c in commands if c is not None and not c.hidden]
+        if not shown:
+            return
+        limit = formatter.width - 6 - max(len(n) for n, _ in shown)
+        for n, cmd in shown:
+            panel = getattr(cmd, "rich_help_panel", None) or "Commands"
+            groups.setdefault(panel, []).append((n, cmd.get_short_help_str(limit)))
+        for panel in sorted(groups, key=lambda p: (p != BASIC, p != ADVANCED, p)):
+            with formatter.section(panel):
+                formatter.write_dl(groups[panel])
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -136,13 +259,99 @@ def _plain_coercion(params: list[Any]) -> None:
             param._runtime_param = _PlainParam(parameter_info=info, annotation=list[str], many=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class Lazy:
+    """A command (or command group) of the root, imported and built only when used: ``lima list`` does not
+    pay for the other forty."""
+
+    module: str
+    attr: str
+    panel: str | None = None
+    hidden: bool = False
+    settings: dict[str, Any] | None = None
+    group: bool = False
+
+
+class LazyGroup(LimaGroup):
+    """The root group: commands come from :attr:`lazy`, built through typer's public ``get_command``."""
+
+    lazy: dict[str, Lazy] = {}
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None and cmd_name in self.lazy:
+            cmd = self.commands[cmd_name] = _build(cmd_name, self.lazy[cmd_name])
+        return cmd
+
+
+def _build(name: str, spec: Lazy) -> Any:
+    import importlib
+
+    obj = getattr(importlib.import_module(spec.module), spec.attr)
+    if spec.group:
+        cmd = typer.main.get_command(obj)
+        cmd.name = name
+        cmd.hidden = spec.hidden
+        cmd.rich_help_panel = spec.panel  # type: ignore[attr-defined]
+        return cmd
+    single = LimaTyper(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    single.command(name, rich_help_panel=spec.panel, hidden=spec.hidden, context_settings=spec.settings)(obj)
+    return typer.main.get_command(single)
+
+
+def _go_bool_syntax(cmd: Any, args: list[str], group: bool = False) -> list[str]:
+    """Lima's (Go's) ``--flag=true`` / ``--flag=false`` for boolean flags: ``--tty=false`` becomes
+    ``--no-tty``, ``--debug=true`` becomes ``--debug``. Only the command's own options are rewritten:
+    not after ``--``, nor, for a command that stops at its first argument (``shell``), after that."""
+    flags: dict[str, tuple[str | None, str | None]] = {}
+    takes_value: set[str] = set()
+    for param in cmd.params:
+        opts = getattr(param, "opts", [])
+        if getattr(param, "is_flag", False) and getattr(param, "is_bool_flag", True):
+            secondary = getattr(param, "secondary_opts", [])
+            for opt in opts:
+                if opt.startswith("--"):
+                    flags[opt] = (opt, secondary[0] if secondary else None)
+        elif getattr(param, "param_type_name", "") == "option":
+            takes_value.update(opts)
+    interspersed = not group and (cmd.context_settings or {}).get("allow_interspersed_args", True)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        name, eq, value = arg.partition("=")
+        if eq and name in flags and value.lower() in _TRUE | _FALSE:
+            positive, negative = flags[name]
+            if value.lower() in _TRUE:
+                out.append(positive or name)
+            elif negative:
+                out.append(negative)
+            i += 1
+            continue
+        out.append(arg)
+        if arg in takes_value and i + 1 < len(args):
+            out.append(args[i + 1])
+            i += 2
+            continue
+        if not arg.startswith("-") and not interspersed:
+            return out + args[i + 1:]
+        i += 1
+    return out
+
+
 def new_app(help_text: str, **kwargs: Any) -> typer.Typer:
-    return typer.Typer(cls=LimaGroup, help=help_text, no_args_is_help=True, add_completion=False,
-                       pretty_exceptions_enable=False, rich_markup_mode=None, **kwargs)
+    return LimaTyper(cls=LimaGroup, help=help_text, no_args_is_help=True, add_completion=False,
+                     pretty_exceptions_enable=False, rich_markup_mode=None, **kwargs)
 
 
 def info(message: str) -> None:
-    typer.echo(message, err=True)
+    """A progress line on stderr (Lima's info level: ``--log-level warn`` hides it)."""
+    log.info("%s", message)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
@@ -170,3 +379,10 @@ def choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise LimaError(f"invalid {what} {value!r}; use one of {', '.join(allowed)}")
     return value
+
+
+def complete_instances(incomplete: str) -> list[str]:
+    """Shell completion of instance names."""
+    from ..dirnames import instance_names
+
+    return [n for n in instance_names() if n.startswith(incomplete)]

@@ -6,11 +6,13 @@ import json
 import platform
 import sys
 
+import typer
+
 from ..errors import LimaError
 
 
-def info() -> None:
-    """Print version, drivers, templates and LIMA_HOME as JSON."""
+def info(yq_: str = typer.Option(None, "--yq", help="apply a yq expression to the output, e.g. '.vmTypes'")) -> None:
+    """Show diagnostic information (version, drivers, templates, LIMA_HOME) as JSON."""
     from .. import __version__, dirnames, filenames, limayaml, registry, templates
     from ..limatype import host_arch
 
@@ -35,4 +37,10 @@ def info() -> None:
         "libexecPaths": [str(p) for p in registry.libexec_dirs()],
         "python": platform.python_version(),
     }
-    print(json.dumps(out, indent=2))
+    if yq_ is None:
+        print(json.dumps(out, indent=2))
+        return
+    from .. import yq
+
+    for value in yq.evaluate(yq_, [out], "--yq")[0]:
+        print(value if isinstance(value, str) else json.dumps(value, indent=2))

@@ -82,3 +82,10 @@ def list_(name: str = _NAME, quiet: bool = typer.Option(False, "--quiet", "-q", 
             cols = line.split()
             if len(cols) >= 2:
                 print(cols[1])
+
+
+# Lima's aliases
+app.command("save", hidden=True)(create)
+app.command("load", hidden=True)(apply)
+app.command("del", hidden=True)(delete)
+app.command("ls", hidden=True)(list_)

@@ -37,29 +37,15 @@ def show(name: str = typer.Argument(..., help="template:NAME, NAME, a file or a 
 
 
 @app.command("validate")
-def validate(files: list[str] = typer.Argument(..., help="template files or locators")) -> None:
+def validate(files: list[str] = typer.Argument(..., help="template files or locators"),
+             fill: bool = typer.Option(False, "--fill", help="print each template with the defaults filled in")) -> None:
     """Check templates: YAML syntax, types, values; exit 1 if any is invalid.
 
     A valid template may still use fields lima-core does not apply: each is named in a warning
     (`lima create` refuses those it must not ignore)."""
-    from .. import fields, limayaml, templates
+    from .validate import check_files
 
-    failed = 0
-    for locator in files:
-        try:
-            tmpl = templates.read(locator)
-            data = templates.embed(tmpl)
-            cfg = limayaml.from_data(data, tmpl.locator,
-                                     text=tmpl.text if "base" not in tmpl.document().data else None, warn_unknown=True)
-            for finding in fields.check(cfg, cfg.vm_type or ""):
-                log.warning("%s: %s%s", locator, finding.message, " (`lima create` refuses it)" if finding.error else "")
-        except LimaError as exc:
-            info(f"{locator}: invalid: {exc.message}")
-            failed += 1
-            continue
-        info(f"{locator}: valid")
-    if failed:
-        raise typer.Exit(1)
+    check_files(files, fill=fill)
 
 
 @app.command("copy")
@@ -76,3 +62,19 @@ def copy(src: str = typer.Argument(..., help="template to copy"),
     text = yamlfile.dump(templates.embed(tmpl)) if embed else tmpl.text
     dst.write_text(text)
     info(f"Wrote {dst}.")
+
+
+@app.command("yq")
+def yq_(template: str = typer.Argument(..., help="template:NAME, a file or a URL"),
+        expression: str = typer.Argument(..., help="the yq expression, e.g. '.images[].location'")) -> None:
+    """Query a template with a yq expression (its own YAML, base: not merged in)."""
+    import json
+
+    from .. import templates, yamlfile, yq
+
+    locator = template if templates.is_template_locator(template) else f"template:{template}"
+    for value in yq.evaluate(expression, [templates.read(locator).document().data], "expression")[0]:
+        if isinstance(value, (dict, list)):
+            print(yamlfile.dump(value), end="")
+        else:
+            print(value if isinstance(value, str) else json.dumps(value))

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, containerd, events, fields, filenames, instance, processes, sshutil, store
+from .. import cidata, containerd, disks, events, fields, filenames, instance, processes, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
@@ -266,6 +266,7 @@ class HostAgent:
         sshutil.stop_master(self.inst_dir, self.name)
         if self.dns is not None:
             self.dns.close()
+        self._unlock_disks()
         for path in self.delete_on_stop:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -277,6 +278,16 @@ class HostAgent:
         for f in (filenames.HOST_AGENT_SOCK,):
             with contextlib.suppress(FileNotFoundError):
                 (self.inst_dir / f).unlink()
+
+    def _unlock_disks(self) -> None:
+        """Release the additional disks the driver locked, once the VM that used them is gone."""
+        vm_type = self.inst.vm_type if self.inst is not None else ""
+        if vm_type and store.vm_process(self.inst_dir, vm_type).alive:
+            log.warning("the VM still runs: its additional disks stay locked (`lima stop -f %s` unlocks them)",
+                        self.name)
+            return
+        for name in disks.unlock_all(self.inst_dir):
+            log.info("unlocked additional disk %r", name)
 
     def _kill_vm(self) -> None:
         """Last resort when the driver cannot stop the VM: kill the process ``<vmType>.pid`` names, as

@@ -18,6 +18,8 @@ executable. Its behaviour is steered from lima.yaml, under ``vmOpts.fake``:
                          in-process, where it would kill the CLI or the host agent.
 ``dynamicSSHAddress: true`` info reports dynamic_ssh_address, so the host agent calls ssh_address
 ``imageFormats: [..]``   info's supported_image_formats (default: raw, qcow2)
+
+``additionalDisks`` are locked to the instance while its fake VM runs, as the qemu driver locks them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import filenames, pidfile, processes
+from .. import disks, filenames, pidfile, processes
 from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, ValidationError
 from ..hookspecs import hookimpl
 from ..limatype import DriverFeatures, Info, Instance
@@ -142,6 +144,8 @@ class FakeDriver:
             raise StartFailed(str(opts["failStart"]))
         if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
             raise StartFailed(f"the fake VM of {self.dir.name} is already running")
+        assert self.instance is not None and self.instance.config is not None
+        disks.attach(list(self.instance.config.additional_disks or []), self.dir)
         args = [sys.executable, "-m", VM_MODULE, str(self.dir)]
         if opts.get("exitAfter") is not None:
             args += ["--exit-after", str(opts["exitAfter"])]
@@ -170,6 +174,7 @@ class FakeDriver:
         if proc is not None:
             processes.terminate(proc, STOP_TIMEOUT)
         pidfile.remove(self._pid_path)
+        disks.unlock_all(self.dir)
 
     @hookimpl
     def delete(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,9 @@ def main(argv: list[str]) -> int:
     script = script.replace("/run/", run)
     # A script piped to an interpreter (the host agent's requirements) reads /run/ too.
     stdin = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read().replace(b"/run/", run.encode())
-    return subprocess.run(["sh", "-c", script], input=stdin, env={**os.environ, "HOME": str(root)}).returncode
+    # A login on the guest: its home, and its login shell in $SHELL (bash, which takes --login as Lima passes it).
+    return subprocess.run(["sh", "-c", script], input=stdin,
+                          env={**os.environ, "HOME": str(root), "SHELL": shutil.which("bash") or "/bin/sh"}).returncode
 
 
 def _plain_path(root: Path) -> str:

@@ -42,3 +42,12 @@ def test_no_grpc_driver_or_pydantic(args: list[str], lima_home: Path) -> None:
 def test_list_without_instances_skips_the_store(lima_home: Path) -> None:
     """No instance: nothing to parse or check, so no yaml and no psutil either."""
     assert imported(["list"], lima_home, ("yaml", "psutil", "lima_core.store")) == set()
+
+
+def test_no_command_help_imports_grpc_a_driver_or_pydantic(lima_home: Path) -> None:
+    """B4 measures `--help` of every command; none may pay for grpc, a driver or pydantic."""
+    from lima_core.cli import app
+    from lima_core.cli._reference import command_paths
+
+    for words in command_paths(app):
+        assert imported([*words, "--help"], lima_home, NEVER) == set(), words

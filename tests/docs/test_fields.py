@@ -66,8 +66,8 @@ def test_check_names_what_is_refused_and_what_is_warned() -> None:
     cfg = _cfg(additionalDisks=["data"], portForwards=[{"guestPort": 8080}], containerd={"user": False},
                provision=[{"mode": "yq", "path": "/etc/x.yaml", "expression": ".a = 1"}])
     found = {f.path: f for f in fields.check(cfg, "qemu")}
-    assert set(found) == {"additionalDisks", "portForwards", "provision"}
-    assert found["additionalDisks"].error and found["provision"].error and not found["portForwards"].error
+    assert set(found) == {"portForwards", "provision"}  # additionalDisks: the driver's (qemu attaches them)
+    assert found["provision"].error and not found["portForwards"].error
     assert "(driver qemu)" in found["portForwards"].message
 
 
@@ -78,6 +78,7 @@ def test_a_plain_config_has_nothing_to_report() -> None:
 def test_enforce_raises_naming_every_refused_field() -> None:
     from lima_core.errors import ConfigError
 
-    cfg = _cfg(additionalDisks=["data"], mountType="reverse-sshfs", mounts=[{"location": "/tmp"}])
-    with pytest.raises(ConfigError, match=r"additionalDisks is not supported.*mountType is not supported"):
+    cfg = _cfg(provision=[{"mode": "yq", "path": "/etc/x.yaml", "expression": ".a = 1"}], mountType="reverse-sshfs",
+               mounts=[{"location": "/tmp"}])
+    with pytest.raises(ConfigError, match=r"mountType is not supported.*provision is not supported"):
         fields.enforce(cfg, "qemu", "t.yaml")

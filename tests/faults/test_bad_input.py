@@ -81,10 +81,12 @@ def test_template_paths_that_escape(lima, locator: str, lima_home: Path) -> None
 
 
 @pytest.mark.parametrize(("expr", "fragment"), [
-    (".x = &a [*a]", "an alias refers to the value that holds it"),
-    ("rm -rf /", "only simple assignments"),
-    (".cpus = [", "not valid YAML"),
-    (".cpus = many", "cpus: expected an integer"),
+    (".x = &a [*a]", "not a valid expression: syntax error"),
+    ("rm -rf /", "not a valid expression: syntax error"),
+    (".cpus = [", "not a valid expression: syntax error"),
+    (".cpus = many", "not a valid expression: many/0 is not defined"),
+    ('.cpus = "many"', "cpus: expected an integer"),
+    ("env.HOME", "`env` is not allowed"),
 ])
 def test_bad_set_expressions(lima, expr: str, fragment: str, fake_template: Path, internal: Path,
                              lima_home: Path) -> None:
@@ -110,3 +112,17 @@ def test_broken_lima_yaml_of_an_instance(lima, fake_template: Path, internal: Pa
 def test_unknown_options_and_values(lima) -> None:
     for args in (["start", "--timeout", "soon", "x"], ["list", "--format", "xml"]):
         one_error_line(lima(*args))
+
+
+def test_shell_leading_assignments(lima, internal: Path, fake_template: Path, fake_ssh: Path,
+                                   instances: list[str], leftovers) -> None:
+    """`lima shell NAME -- FOO=bar env` (issue 21): leading VAR=value words are assignments, as in Lima,
+    not a command named FOO=bar."""
+    instances.append("sh1")
+    lima("start", "--name", "sh1", str(fake_template), ok=True)
+    r = lima("shell", "sh1", "--", "FOO=bar", "BAZ=two words", "env", ok=True)
+    assert "FOO=bar" in r.stdout.splitlines() and "BAZ=two words" in r.stdout.splitlines()
+    r = lima("shell", "sh1", "echo", "FOO=bar", ok=True)
+    assert r.stdout.strip() == "FOO=bar"
+    lima("stop", "sh1", ok=True)
+    assert leftovers() == []

@@ -132,21 +132,3 @@ def test_defaults_are_filled() -> None:
 def test_validation_messages(data: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         limayaml.from_data(data, "t")
-
-
-@pytest.mark.parametrize(("expr", "expected"), [
-    (".cpus = 4", {"cpus": 4}),
-    ('.vmType = "qemu"', {"vmType": "qemu"}),
-    (".ssh.localPort = 2222", {"ssh": {"localPort": 2222}}),
-    ('.images[0].location = "/x"', {"images": [{"location": "/x"}]}),
-    (".mounts = []", {"mounts": []}),
-    ('.env.A = "b c"', {"env": {"A": "b c"}}),
-])
-def test_set_expressions(expr: str, expected: dict) -> None:
-    assert limayaml.apply_set({}, expr) == expected
-
-
-@pytest.mark.parametrize("expr", ["cpus = 4", ".cpus += 1", ".cpus", '.a = "unterminated', "del(.cpus)"])
-def test_bad_set_expressions(expr: str) -> None:
-    with pytest.raises(ConfigError, match="--set"):
-        limayaml.apply_set({}, expr)

@@ -7,8 +7,8 @@ can be checked without QEMU. Arguments come in Lima's order; flags that take
 one value (``-m``, ``-cpu``, ``-machine``, ...) are skipped with a warning when
 ``$QEMU_SYSTEM_<ARCH>`` already gave them (Lima's ``appendArgsIfNoConflict``).
 
-Not built (validate rejects them): additional disks, TPM, extra networks,
-virtiofs mounts, Windows guests and Windows hosts' guest-agent port.
+Not built (validate rejects them): TPM, extra networks, virtiofs mounts,
+Windows guests and Windows hosts' guest-agent port.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class Spec:
     mac: str = "52:55:55:00:00:00"
     #: 9p mounts (ResolvedMount from lima_core.mounts)
     mounts: tuple[ResolvedMount, ...] = ()
+    #: additionalDisks' datadisks, in lima.yaml's order (locked to the instance before the spec is made)
+    additional_disks: tuple[str, ...] = ()
     #: video.display ("" means no -display), video.vnc.display
     display: str = "none"
     vnc_display: str = "127.0.0.1:0,to=9"
@@ -167,6 +169,8 @@ def build(spec: Spec) -> list[str]:
         args += ["-drive", f"file={opt(spec.path(filenames.ISO))},format=raw,media=cdrom,readonly=on"]
     else:
         append_if_no_conflict(args, "-boot", "order=c,splash-time=0,menu=on")
+    for path in spec.additional_disks:  # 11 (item 6 locked them)
+        args += ["-drive", f"file={opt(path)},if=virtio,discard=on"]
     args += ["-drive", f"id=cdrom0,if=none,format=raw,readonly=on,file={opt(spec.path(filenames.CIDATA_ISO))}",  # 12
              "-device", "virtio-scsi,id=scsi0", "-device", "scsi-cd,bus=scsi0.0,drive=cdrom0"]
     if spec.kernel:  # 13

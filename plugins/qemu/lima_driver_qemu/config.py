@@ -171,8 +171,6 @@ def unsupported_features(config: LimaYAML) -> list[str]:
     out = []
     if config.mount_type == "virtiofs":
         out.append("mountType virtiofs (needs virtiofsd; use 9p)")
-    if config.additional_disks:
-        out.append("additionalDisks")
     if config.tpm and (config.tpm is True or (isinstance(config.tpm, dict) and config.tpm.get("enabled"))):
         out.append("tpm")
     for i, nw in enumerate(config.networks or []):

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, hookimpl, pidfile, processes
+from lima_core import disks, filenames, hookimpl, pidfile, processes
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
 from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
@@ -182,6 +182,12 @@ class QemuDriver:
         missing = config.unsupported_features(cfg)
         if missing:
             raise ValidationError(f"lima-driver-qemu does not support {', '.join(missing)} yet")
+        for i, entry in enumerate(cfg.additional_disks or []):
+            name = entry.get("name") if isinstance(entry, dict) else entry
+            try:
+                disks.inspect(str(name))
+            except disks.DiskError as exc:
+                raise ValidationError(f"additionalDisks[{i}]: {exc.message}") from None
         for i, nw in enumerate(cfg.networks or []):
             if nw.vz_nat:
                 log.warning("networks[%d]: vzNAT is ignored by the qemu driver", i)
@@ -230,7 +236,19 @@ class QemuDriver:
         qemu = self._qemu()
         if qemu.accel.reason:
             log.warning("starting %s under TCG: %s", inst.name, qemu.accel.reason)
-        args = cmdline.build(self._spec(qemu))
+        # Lima's item 6: each additional disk locked to this instance (DiskError if another holds it)
+        extra = disks.attach(list(self.config.additional_disks or []), d)
+        try:
+            return self._run_qemu(qemu, cmdline.build(self._spec(qemu, tuple(map(str, extra)))))
+        except BaseException:
+            if self._running_qemu() is None:
+                disks.unlock_all(d)
+            raise
+
+    def _run_qemu(self, qemu: _Qemu, args: list[str]) -> subprocess.Popen:
+        from . import cmdline
+
+        d = self.dir
         for name in cmdline.STALE_FILES:
             try:
                 (d / name).unlink()
@@ -288,7 +306,7 @@ class QemuDriver:
             except FileNotFoundError:
                 pass
 
-    def _spec(self, qemu: _Qemu) -> cmdline.Spec:
+    def _spec(self, qemu: _Qemu, additional_disks: tuple[str, ...] = ()) -> cmdline.Spec:
         from lima_core import mounts
 
         from . import cmdline, firmware
@@ -314,7 +332,7 @@ class QemuDriver:
             kernel_cmdline=cmdline_path.read_text().strip() if cmdline_path.exists() else None,
             initrd=(d / filenames.INITRD).exists(),
             ssh_address=inst.ssh_address or DEFAULT_SSH_ADDRESS, ssh_local_port=port, mac=mac_address(d),
-            mounts=tuple(shared),
+            mounts=tuple(shared), additional_disks=additional_disks,
             display=(video.display if video and video.display is not None else "none"),
             vnc_display=(video.vnc.display if video and video.vnc and video.vnc.display
                          else config.DEFAULT_VNC_DISPLAY),
@@ -343,6 +361,7 @@ class QemuDriver:
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
+            disks.unlock_all(d)  # QEMU is gone: its additional disks are free
         for name in (filenames.VNC_DISPLAY, filenames.VNC_PASSWORD):
             try:
                 (d / name).unlink()

@@ -150,3 +150,13 @@ def test_arg_value() -> None:
                                                ("s390x", "s390-ccw-virtio,accel=tcg"), ("armv7l", "virt,accel=tcg")])
 def test_machine_per_arch(arch: str, machine: str) -> None:
     assert cmdline.machine_args(arch, "tcg") == ["-machine", machine]
+
+
+def test_additional_disks_after_the_boot_disk_in_list_order() -> None:
+    """Lima's item 11: each datadisk as a virtio drive, after the boot disk (and ISO), before cidata; a comma in
+    the path is doubled, as in every option list."""
+    args = cmdline.build(spec(additional_disks=("/h/_disks/a/datadisk", "/h/_disks/b,c/datadisk")))
+    i = args.index("order=c,splash-time=0,menu=on")
+    assert args[i + 1:i + 5] == ["-drive", "file=/h/_disks/a/datadisk,if=virtio,discard=on",
+                                 "-drive", "file=/h/_disks/b,,c/datadisk,if=virtio,discard=on"]
+    assert args[i + 5:i + 11] == CIDATA

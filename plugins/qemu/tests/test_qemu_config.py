@@ -117,7 +117,7 @@ def test_cpu_type_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 @needs_qemu
 @pytest.mark.parametrize(("cfg", "message"), [
     ({"mountType": "virtiofs"}, "does not support mountType virtiofs"),
-    ({"additionalDisks": ["data"]}, "does not support additionalDisks"),
+    ({"additionalDisks": ["nosuch"]}, r"additionalDisks\[0\]: disk 'nosuch' does not exist"),
     ({"networks": [{"lima": "shared"}]}, r"does not support networks\[0\] \(lima: shared\)"),
     ({"tpm": {"enabled": True}}, "does not support tpm"),
     ({"os": "Windows"}, "does not support os: Windows"),
@@ -207,3 +207,11 @@ def test_info_and_fixed_answers(tmp_path: Path) -> None:
         host.change_display_password(password="abcd1234")
     with pytest.raises(DriverError, match="has no disk"):
         host.list_snapshots()
+
+
+def test_additional_disks_are_not_an_unsupported_feature() -> None:
+    from lima_core.limatype import LimaYAML
+
+    from lima_driver_qemu import config
+
+    assert config.unsupported_features(LimaYAML.from_json({"additionalDisks": ["data"]})) == []

@@ -1,4 +1,5 @@
-"""Additional disks (``additionalDisks:``): ``$LIMA_HOME/_disks/<name>/datadisk``, locked while attached.
+"""Additional disks (``additionalDisks:``) for vz: lima-core's disk store (:mod:`lima_core.disks`), locked while
+attached.
 
 A disk is locked to one instance with an ``in_use_by`` symlink pointing at the
 instance directory, as Lima does; another instance cannot attach it until the
@@ -8,14 +9,13 @@ VM that holds it has stopped (or ``lima stop -f`` unlocked it).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
-from lima_core import dirnames, filenames
+from lima_core import disks
 from lima_core.errors import StartFailed
 
-DATADISK = "datadisk"
-IN_USE_BY = "in_use_by"
+DATADISK = disks.DATADISK
+IN_USE_BY = disks.IN_USE_BY
 
 
 def names(additional_disks: list | None) -> list[str]:
@@ -29,25 +29,20 @@ def names(additional_disks: list | None) -> list[str]:
 
 
 def disk_dir(name: str) -> Path:
-    return dirnames.lima_home() / filenames.DISKS_DIR / name
+    return disks.disk_dir(name)
 
 
 def path(name: str) -> Path:
-    return disk_dir(name) / DATADISK
+    return disks.datadisk(name)
 
 
 def lock(name: str, instance_dir: Path) -> None:
-    link = disk_dir(name) / IN_USE_BY
     try:
-        os.symlink(instance_dir, link)
-    except FileExistsError:
-        holder = os.readlink(link)
-        if Path(holder) != instance_dir:
-            raise StartFailed(f"additional disk {name!r} is in use by the instance in {holder}") from None
+        disks.lock(name, instance_dir)
+    except disks.DiskError as exc:
+        raise StartFailed(exc.message) from None
 
 
 def unlock(name: str, instance_dir: Path) -> None:
-    link = disk_dir(name) / IN_USE_BY
-    with contextlib.suppress(OSError):
-        if Path(os.readlink(link)) == instance_dir:
-            link.unlink()
+    with contextlib.suppress(OSError, disks.DiskError):
+        disks.unlock(name, instance_dir)

@@ -135,7 +135,7 @@ def test_additional_disks_are_locked_while_running(make: Callable, fake: Any) ->
     assert os.readlink(datadisks.disk_dir("data") / "in_use_by") == str(d)
     other, other_inst = make({"additionalDisks": ["data"]}, name="other")
     make_bootable(other_inst, fake)
-    with pytest.raises(StartFailed, match="additional disk 'data' is in use by the instance in"):
+    with pytest.raises(StartFailed, match="disk 'data' is in use by instance 'inst'"):
         other.start()
     host.stop()
     handle.next(timeout=5)
