@@ -1,6 +1,6 @@
 """Lima's guest side on the Debian test guest with real cloud-init: every provision mode in Lima's order,
-a probe, a deliberately failing script reported by name, containerd from a local archive, and the guest
-environment lima.yaml asks for.
+a probe, a deliberately failing script reported by name, containerd from a local archive, an additional
+disk formatted at first use, and the guest environment lima.yaml asks for.
 
 Two boots of one instance (direct kernel boot, the fast way): the first ends degraded because one system
 provision fails on first boot only; the second is READY and runs the ansible playbook on the host.
@@ -77,6 +77,8 @@ probes:
     for i in $(seq 120); do test -e /run/probe-ok && exit 0; sleep 1; done
     echo "no /run/probe-ok"; exit 1
   hint: the system provision did not run
+additionalDisks:
+- data
 copyToHost:
 - guest: /run/order
   host: "{{{{.Dir}}}}/copied/order"
@@ -101,6 +103,8 @@ echo "cert-trusted=$(grep -c "$CERT_LINE" /etc/ssl/certs/ca-certificates.crt)"
 echo "cidata-mode=$(sudo -n stat -c %a /mnt/lima-cidata)"
 echo "nerdctl=$(/usr/local/bin/nerdctl --version)"
 echo "rootless-setup=$(tr '\n' ';' <"$HOME/setuptool.log")"
+echo "disk=$(findmnt -no SOURCE,FSTYPE /mnt/lima-data | tr -s ' ' ,)"
+echo "disk-label=$(sudo -n blkid -s LABEL -o value /dev/vdb1)"
 echo "boot-done=$(cat /run/lima-boot-done)"
 echo "ssh-ready=$(cat /run/lima-ssh-ready)"
 """
@@ -149,6 +153,7 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     template.write_text(TEMPLATE.format(base=cloud_guest.template, playbook=playbook, archive=_nerdctl_full(tmp_path),
                                         cert="\n".join("    " + line for line in cert.splitlines())))
     home = Path(lima_env["LIMA_HOME"])
+    lima("disk", "create", "data", "--size", "1GiB")
     lima("create", "--name", NAME, str(template))
 
     # First boot: every requirement is shown while awaited; the failing script is named, with its output;
@@ -180,6 +185,9 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     assert int(got["cert-trusted"]) >= 1
     assert got["cidata-mode"] == "700"  # cidata is root's alone
     assert got["boot-done"] == got["ssh-ready"] and got["boot-done"].startswith("iid-")
+    # additionalDisks: the new disk partitioned and formatted at first use, mounted at /mnt/lima-data
+    assert got["disk"] == "/dev/vdb1,ext4" and got["disk-label"] == "lima-data"
+    lima("shell", NAME, "sudo", "sh", "-c", "echo kept > /mnt/lima-data/mark")
     # containerd.user: the archive from cidata installed under the prefix, the rootless setup run as the user
     assert got["nerdctl"] == "nerdctl version 9.9.9"
     assert got["rootless-setup"].startswith("install;install-buildkit-containerd;")
@@ -193,6 +201,7 @@ def test_provisions_probes_and_failures_on_a_real_cloud_init_guest(cloud_guest: 
     r = lima("start", NAME, timeout=900)
     assert "READY" in r.stderr and "DEGRADED" not in r.stderr, r.stderr
     assert lima("shell", NAME, "test", "-e", "/tmp/from-ansible", ok=None).returncode == 0
+    assert lima("shell", NAME, "cat", "/mnt/lima-data/mark").stdout == "kept\n"  # not formatted again
     new_iid = lima("shell", NAME, "cat", "/run/lima-boot-done").stdout.strip()
     assert new_iid.startswith("iid-") and new_iid != got["boot-done"]
     assert copied.read_text() == "boot blue\ndependency\n" + f"system blue hello world {user['name']}:600\n"

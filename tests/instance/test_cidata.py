@@ -300,3 +300,15 @@ def test_no_cloud_init_gets_a_directory(tmp_path: Path) -> None:
     assert (result.path / "ssh_authorized_keys").read_text() == "ssh-ed25519 AAAA k\nssh-rsa BBBB j"
     assert "LIMA_CIDATA_NO_CLOUD_INIT=1\n" in (result.path / "lima.env").read_text()
     assert not (tmp_path / "w" / "cidata.iso").exists()
+
+
+def test_the_reference_init_for_guests_without_cloud_init_is_shipped() -> None:
+    """docs/authors.md tells authors of drivers without cloud-init to copy it; the test guest runs it."""
+    import importlib.resources
+
+    init = importlib.resources.files("lima_core.guestinit") / "lima-init"
+    assert init.is_file()
+    proc = subprocess.run(["sh", "-n", str(init)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "authors.md").read_text()
+    assert "lima_core/guestinit/lima-init" in docs and "ro,mode=0700,dmode=0700,overriderockperm" in docs
