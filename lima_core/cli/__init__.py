@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import create, delete, drivers, hostagent, info, shell, snapshot, start, stop, template
+from . import create, delete, drivers, hostagent, info, resume, shell, snapshot, start, stop, suspend, template
 from . import list as list_cmd
 from ._common import new_app, setup_logging
 
@@ -29,6 +29,8 @@ def root(
 app.command("create")(create.create)
 app.command("start")(start.start)
 app.command("stop")(stop.stop)
+app.command("suspend")(suspend.suspend)
+app.command("resume")(resume.resume)
 app.command("delete")(delete.delete)
 app.command("list")(list_cmd.list_)
 app.command("shell", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(shell.shell)
