@@ -110,4 +110,3 @@ def discard(name: str, progress: Progress | None = None) -> bool:
             supervisor.stop_servers(inst_dir, force=True)
         suspended.remove(inst_dir)
     return True
-

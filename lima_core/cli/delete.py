@@ -25,4 +25,3 @@ def delete(
         if not any("does not exist" in n for n in notes):
             info(f"Deleted {name!r}" + (" (it was suspended: its saved state went with it)." if was_suspended
                                         else "."))
-
