@@ -80,6 +80,7 @@ SUSPENDED = "suspended.json"
 QEMU_SAVED_STATE = "qemu.savedstate"
 QEMU_SAVED_STATE_INFO = "qemu.savedstate.json"
 VZ_SAVED_STATE = "vz.savedstate"
+VZ_SAVED_STATE_INFO = "vz.savedstate.json"
 
 
 def pid_file(vm_type: str) -> str:

@@ -83,6 +83,26 @@ def remove(inst_dir: Path) -> None:
         path(inst_dir).unlink()
 
 
+def file_identity(inst_dir: Path, names: tuple[str, ...] = (filenames.DISK, filenames.CIDATA_ISO)) -> dict[str, list[int]]:
+    """``{name: [size, mtime_ns]}`` of files in the instance directory (``[-1, 0]``: missing), for a driver to
+    record beside its saved state: the disk (and cidata, which the guest has mounted) must not change until the
+    resume, and :func:`changed_files` tells whether they did."""
+    out = {}
+    for name in names:
+        try:
+            st = (inst_dir / name).stat()
+            out[name] = [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out[name] = [-1, 0]
+    return out
+
+
+def changed_files(recorded: dict[str, list[int]], inst_dir: Path) -> list[str]:
+    """The names in *recorded* (from :func:`file_identity`) whose file changed since."""
+    now = file_identity(inst_dir, tuple(recorded))
+    return [name for name, identity in recorded.items() if now[name] != list(identity)]
+
+
 def lima_yaml_digest(inst_dir: Path) -> str:
     try:
         return hashlib.sha256((inst_dir / filenames.LIMA_YAML).read_bytes()).hexdigest()

@@ -10,11 +10,11 @@ copies a cluster until the snapshot goes; and every writable drive must be
 qcow2 (a raw or vmdk boot disk cannot suspend). A migration stream written to
 its own file (``qemu.savedstate``) needs none of that: any disk format, the
 snapshots untouched, and its space back as soon as the resumed VM runs (the
-file is deleted then). Saving the tiny test guest's 512 MiB (87 MB of stream)
-took 0.08 s here. The price is that the disk must not change while the VM is
-saved, since nothing reverts it: the disk's size and modification time are
-recorded, and a changed disk is refused at resume (as are snapshot commands
-while suspended, see the driver).
+file is deleted then); docs/benchmarks.md (B10) has the times and sizes. The
+price is that the disk must not change while the VM is saved, since nothing
+reverts it: the disk's size and modification time are recorded, and a changed
+disk is refused at resume (as are snapshot commands while suspended, see the
+driver).
 
 **Save** (:func:`save`): on one QMP connection the VM is paused (``stop``,
 so the stream is written in one pass with no dirty pages to chase), the
@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lima_core import atomicfile, filenames, processes
+from lima_core import atomicfile, filenames, processes, suspended
 from lima_core.errors import DriverError, StartFailed
 
 from . import qmp
@@ -133,18 +133,6 @@ def _tmp(inst_dir: Path) -> Path:
     return inst_dir / (filenames.QEMU_SAVED_STATE + filenames.TMP_FILE_SUFFIXES[-1])
 
 
-def _identity(path: Path) -> list[int]:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return [-1, 0]
-    return [st.st_size, st.st_mtime_ns]
-
-
-def _files(inst_dir: Path) -> dict[str, list[int]]:
-    return {name: _identity(inst_dir / name) for name in (filenames.DISK, filenames.CIDATA_ISO)}
-
-
 def _version(sock: Path) -> str:
     v = qmp.execute(sock, "query-version")["qemu"]
     return f"{v['major']}.{v['minor']}.{v['micro']}"
@@ -210,7 +198,7 @@ def save(sock: Path, inst_dir: Path, proc: Any) -> int:
         log.warning("QEMU did not quit within %g s after saving the VM; killing it", QUIT_TIMEOUT)
         processes.kill(proc)
     os.replace(tmp, state_path(inst_dir))
-    saved = Saved(argv=argv, version=version, files=_files(inst_dir), state_bytes=size,
+    saved = Saved(argv=argv, version=version, files=suspended.file_identity(inst_dir), state_bytes=size,
                   saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     atomicfile.write(info_path(inst_dir), json.dumps(saved.to_json(), indent=1) + "\n", mode=0o600, sync=True)
     return size
@@ -227,8 +215,7 @@ def _run_on(sock: Path, proc: Any) -> None:
 
 def check(saved: Saved, inst_dir: Path) -> None:
     """Refuse a stream whose disk or cidata changed since it was saved. :raises StartFailed: with what changed."""
-    now = _files(inst_dir)
-    changed = [name for name, identity in saved.files.items() if now.get(name) != identity]
+    changed = suspended.changed_files(saved.files, inst_dir)
     if changed:
         raise StartFailed(f"{' and '.join(changed)} changed since the VM was saved ({saved.saved_at}); the saved "
                           "memory no longer matches it, and resuming would corrupt it")

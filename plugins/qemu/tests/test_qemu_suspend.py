@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lima_core import pidfile
+from lima_core import pidfile, suspended
 from lima_core.errors import DriverError, StartFailed
 from lima_core.limatype import STATUS_RUNNING, STATUS_SUSPENDED
 
@@ -168,7 +168,7 @@ def test_saved_state_record_is_checked(tmp_path: Path) -> None:
     with pytest.raises(StartFailed, match="cannot be read"):
         savedstate.read(tmp_path)
     (tmp_path / "disk").write_bytes(b"d" * 10)
-    saved = savedstate.Saved(argv=["qemu"], version="7.2.0", files=savedstate._files(tmp_path), state_bytes=1,
+    saved = savedstate.Saved(argv=["qemu"], version="7.2.0", files=suspended.file_identity(tmp_path), state_bytes=1,
                              saved_at="then")
     (tmp_path / "qemu.savedstate.json").write_text(json.dumps(saved.to_json()))
     assert savedstate.read(tmp_path) is None  # a record without its stream is no saved state
