@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 
 from . import events, filenames, haclient, instance, processes, store, suspended
-from .errors import InstanceError, LimaError
+from .errors import InstanceError, LimaError, UnsupportedOperation
 from .external import supervisor
 from .limatype import STATUS_RUNNING, STATUS_SUSPENDED
 
@@ -60,6 +60,9 @@ def suspend(name: str, progress: Progress | None = None) -> Saved | None:
         state = inst.status or "in an unknown state"
         why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
         raise InstanceError(f"instance {name!r} is {state}{why}; only a running instance can be suspended")
+    driver = store.read_driver_info(inst_dir)  # what the host agent recorded when it loaded the driver
+    if isinstance(driver.get("hooks"), list) and "suspend" not in driver["hooks"]:
+        raise UnsupportedOperation(f"driver {driver.get('name') or inst.vm_type!r} does not support suspend")
     with instance.instance_lock(inst_dir, timeout=30, what="suspended"):
         if progress is not None:
             progress(f"Saving the state of instance {name!r}")

@@ -156,3 +156,18 @@ def test_a_failed_resume_keeps_the_saved_state(lima, driver_mode: str, tmp_path:
     assert boot_id(lima_home, "noback") == booted
     lima("stop", "noback", ok=True)
     assert leftovers() == []
+
+
+def test_an_unreadable_suspend_record_says_what_to_do(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                                      instances: list[str], leftovers) -> None:
+    instances.append("junk")
+    lima("start", "--name", "junk", str(fake_template), ok=True)
+    lima("suspend", "junk", ok=True)
+    (lima_home / "junk" / "suspended.json").write_text("{not json")
+    assert status(lima, "junk")["status"] == "Suspended"
+    r = lima("start", "junk", ok=False)
+    assert "suspended.json cannot be read" in r.stderr and "run `lima stop junk` to discard the saved state" in r.stderr
+    lima("stop", "junk", ok=True)
+    assert status(lima, "junk")["status"] == "Stopped"
+    assert not (lima_home / "junk" / "fake.savedstate").exists()
+    assert leftovers() == []
