@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,11 @@ def clock_offset(lima, name: str) -> int:
     return guest - round((before + time.time()) / 2)
 
 
-def suspend_resume_stop_start(lima, home: str, name: str, share: Path | None, mount_point: str) -> None:
-    """The whole cycle on a started instance; *share* is the host side of the 9p share at *mount_point*."""
+def suspend_resume_stop_start(lima, home: str, name: str, share: Path | None, mount_point: str,
+                              check: Callable[[], None] = lambda: None) -> None:
+    """The whole cycle on a started instance; *share* is the host side of the 9p share at *mount_point*; *check*
+    runs before the suspend and after the resume."""
+    check()
     inst_dir = Path(home) / name
     lima("shell", name, "sh", "-c", "echo in-memory > /tmp/suspend-test")
     sleeper = lima("shell", name, "sh", "-c", "sleep 100000 >/dev/null 2>&1 </dev/null & echo $!").stdout.strip()
@@ -72,6 +76,7 @@ def suspend_resume_stop_start(lima, home: str, name: str, share: Path | None, mo
     assert lima("shell", name, "cat", "/run/lima-boot-done").stdout.strip() == iid  # the same boot
     assert abs(clock_offset(lima, name)) <= 2
     assert not state.exists() and not (inst_dir / "suspended.json").exists()
+    check()
     if share is not None:
         assert lima("shell", name, "cat", f"{mount_point}/hello.txt").stdout == "hello through 9p\n"
         assert f" {mount_point} 9p rw," in lima("shell", name, "cat", "/proc/mounts").stdout
@@ -128,9 +133,15 @@ def test_cloud_init_guest_with_a_9p_share(lima, lima_env: dict[str, str], tmp_pa
     share.chmod(0o777)  # the guest user writes there (9p passes the host's permissions through)
     (share / "hello.txt").write_text("hello through 9p\n")
     mounts = json.dumps([{"location": str(share), "mountPoint": "/mnt/host", "writable": True}])
-    lima("create", "--name", "susb", "--set", f".mounts = {mounts}", str(found.template), timeout=300)
+    lima("create", "--name", "susb", "--set", f".mounts = {mounts}",
+         "--set", '.hostResolver.hosts = {"resume.test": "10.1.2.3"}', str(found.template), timeout=300)
     lima("start", "susb", timeout=660)
     fstab = lima("shell", "susb", "cat", "/etc/fstab").stdout
     # cloud-init wrote the share to fstab (the resume mounts it from lima-core's own record all the same)
     assert any(line.split()[1:3] == ["/mnt/host", "9p"] for line in fstab.splitlines()), fstab
-    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susb", share, "/mnt/host")
+
+    def dns() -> None:
+        # The guest's DNS goes to the host agent's server, on the ports of its boot: a resumed guest's too.
+        assert lima("shell", "susb", "getent", "hosts", "resume.test").stdout.split()[:1] == ["10.1.2.3"]
+
+    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susb", share, "/mnt/host", dns)
