@@ -73,7 +73,7 @@ def suspend(name: str, progress: Progress | None = None) -> Saved | None:
     last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
     if last is not None and last.errors:
         log.warning("instance %r was suspended with errors: %s", name, "; ".join(last.errors))
-    status = store.inspect(name).status
+    status = store.inspect(name, driver_status=False).status
     if status != STATUS_SUSPENDED:
         raise InstanceError(f"instance {name!r} is {status or 'in an unknown state'} after its host agent saved it, "
                             f"not Suspended; see {inst_dir / filenames.HOST_AGENT_STDERR_LOG}")
@@ -89,7 +89,7 @@ def discard(name: str, progress: Progress | None = None) -> bool:
     """
     inst_dir = store.existing_dir(name)
     with instance.instance_lock(inst_dir, timeout=30, what="stopped"):
-        inst = store.inspect(name)
+        inst = store.inspect(name, driver_status=False)
         if inst.status != STATUS_SUSPENDED:
             return False
         try:

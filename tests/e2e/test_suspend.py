@@ -88,7 +88,7 @@ def suspend_resume_stop_start(lima, home: str, name: str, share: Path | None, mo
     r = lima("stop", name)
     assert "discarding its saved state" in r.stderr
     assert status(lima, name)["status"] == "Stopped" and not state.exists()
-    r = lima("start", name)
+    r = lima("start", name, timeout=660)
     assert "Starting the instance" in r.stderr and "READY" in r.stderr
     assert lima("shell", name, "test", "-e", "/tmp/suspend-test", ok=None).returncode == 1
     assert lima("shell", name, "cat", "/run/lima-boot-done").stdout.strip() != iid
@@ -122,6 +122,7 @@ def test_tiny_guest_external_driver(lima, lima_env: dict[str, str]) -> None:
     suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susx", None, "")
 
 
+@pytest.mark.timeout(1500)  # two boots of image B under TCG (the first with cloud-init's first-boot work)
 def test_cloud_init_guest_with_a_9p_share(lima, lima_env: dict[str, str], tmp_path: Path) -> None:
     """Image B: systemd, cloud-init (which writes the share to fstab), OpenSSH, sudo."""
     guests = pytest.importorskip("guests", reason="image B's helpers (tests/guests.py) are not in this tree")
