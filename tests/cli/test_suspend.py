@@ -1,7 +1,7 @@
 """Suspend and resume through the CLI, with real host agents and the fake driver (internal and external):
 the status, what each command says, what stop, start and delete do to a suspended instance, failures on
 either side. The fake VM's "memory" is a boot id (lima_core.testing.fakevm): kept by a resume, new after a boot.
-QEMU under the same commands: tests/e2e/test_suspend.py."""
+QEMU under the same commands: tests/e2e/test_suspend_resume.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 guest under TCG, in-process and external; and the checks that keep a saved state from being resumed wrongly.
 
 The guest work around it (unmounting 9p shares, the clock) is lima-core's; here the shares are unmounted by
-hand. The whole path through `lima`: tests/e2e/test_suspend.py.
+hand. The whole path through `lima`: tests/e2e/test_suspend_resume.py.
 """
 
 from __future__ import annotations
