@@ -88,6 +88,8 @@ def discard(name: str, progress: Progress | None = None) -> bool:
     afresh) and a warning says what was left.
     """
     inst_dir = store.existing_dir(name)
+    if not is_suspended(name):  # without the lock: a start in progress holds it, and is not ours to wait for
+        return False
     with instance.instance_lock(inst_dir, timeout=30, what="stopped"):
         inst = store.inspect(name, driver_status=False)
         if inst.status != STATUS_SUSPENDED:
