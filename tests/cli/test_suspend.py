@@ -47,6 +47,7 @@ def test_suspend_then_resume_keeps_the_vm(lima, driver_mode: str, fake_template:
     record = json.loads((lima_home / "sus" / "suspended.json").read_text())
     assert record["driver"] == "fake" and record["instanceID"].startswith("iid-") and record["stateBytes"] > 0
     assert "Suspended" in lima("list", ok=True).stdout
+    assert "instance 'sus' is Suspended; run `lima start sus`" in lima("shell", "sus", "true", ok=False).stderr
     assert "already suspended" in lima("suspend", "sus", ok=True).stderr
 
     r = lima("resume", "sus", ok=True)

@@ -115,11 +115,16 @@ def test_tiny_guest_with_a_9p_share(lima, lima_env: dict[str, str], tmp_path: Pa
     assert not (Path(home) / "sus").exists()
 
 
-def test_tiny_guest_external_driver(lima, lima_env: dict[str, str]) -> None:
+def test_tiny_guest_external_driver(lima, lima_env: dict[str, str], tmp_path: Path) -> None:
     lima_env["LIMA_EXTERNAL_DRIVERS"] = "qemu"
-    lima("create", "--name", "susx", str(TEMPLATE))
+    share = tmp_path / "share"
+    share.mkdir(mode=0o777)
+    share.chmod(0o777)
+    (share / "hello.txt").write_text("hello through 9p\n")
+    mounts = json.dumps([{"location": str(share), "mountPoint": "/mnt/ext", "writable": True}])
+    lima("create", "--name", "susx", "--set", f".mounts = {mounts}", str(TEMPLATE))
     assert "with external VM driver 'qemu'" in lima("start", "susx").stderr
-    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susx", None, "")
+    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susx", share, "/mnt/ext")
 
 
 @pytest.mark.timeout(1500)  # two boots of image B under TCG (the first with cloud-init's first-boot work)
