@@ -74,6 +74,13 @@ INSTANCE_MARKERS = (HOST_AGENT_STDOUT_LOG, HOST_AGENT_STDERR_LOG, VZ_IDENTIFIER,
 
 # lima-core additions (not in Lima): the identity recorded beside a pid file
 PID_IDENTITY_SUFFIX = ".identity"
+# the record of a suspended instance (lima suspend), which makes its status Suspended
+SUSPENDED = "suspended.json"
+# the state a driver saved on suspend: qemu's migration stream and what resuming it needs; vz's save file
+QEMU_SAVED_STATE = "qemu.savedstate"
+QEMU_SAVED_STATE_INFO = "qemu.savedstate.json"
+VZ_SAVED_STATE = "vz.savedstate"
+VZ_SAVED_STATE_INFO = "vz.savedstate.json"
 
 
 def pid_file(vm_type: str) -> str:

@@ -12,6 +12,12 @@ docstring: some have a neutral default, some are reported to the user as
 unsupported ("driver 'wsl2' does not support snapshots"), and ``info``,
 ``start`` and ``stop`` are required.
 
+Beyond Lima's interface, lima-core adds hooks of its own: ``capture_screenshot``
+(Lima's optional Screenshotter), ``check_host``, and the ``suspend``
+capability (``suspend``, ``resume``). An external driver serves them on
+lima-core's extension service; a plain Lima driver lacks them, and the host
+applies their fallback.
+
 State: ``configure`` hands the driver its instance; every later hook works on
 that instance. ``info`` must answer before ``configure`` has been called.
 While the VM runs the host may call ``info`` and ``forward_guest_agent`` from
@@ -170,7 +176,9 @@ def stop() -> None:
 
     May be called from a process other than the one that ran ``start`` (a
     forced stop from the CLI, a restarted host agent): find the VM from the
-    instance directory, not from memory only.
+    instance directory, not from memory only. On a suspended instance (no VM
+    runs; ``suspend`` saved its state) ``stop`` discards that saved state, as
+    powering off would lose the memory: the next ``start`` boots afresh.
     """
 
 
@@ -345,6 +353,49 @@ def check_host() -> None:
     :raises HostUnsupported: one sentence naming what the host lacks, e.g.
         "vz needs macOS 13 or later; this host runs Linux".
     Not implemented: the driver claims every host.
+    """
+
+
+# -- lima-core extension: suspend and resume -------------------------------------------------
+
+
+@_spec("suspend", unsupported("suspend"))
+def suspend() -> int:
+    """Save the running VM's whole state into the instance directory, then end the VM (lima-core extension).
+
+    Called by the host agent while the VM runs, once the guest is ready for
+    it: lima-core has already synced the guest's file systems and unmounted
+    its shared directories (9p, virtiofs), and remounts them after
+    ``resume``. Return when the state is on disk and the VM process has ended;
+    the start handle then closes as for any end of the VM, and the host agent
+    does not call ``stop``. The disk must not change from then until
+    ``resume``: a driver refuses what would change it (snapshots, resizing).
+
+    :returns: the size in bytes of the saved state, for the user (0 if unknown).
+    :raises DriverError: the state could not be saved. The VM must then still
+        run as before (the host remounts the shares); say why.
+    Not implemented: ``lima suspend`` says "driver 'x' does not support suspend".
+    """
+
+
+@_spec("suspend", unsupported("suspend"))
+def resume() -> StartHandle:
+    """Start the VM from the state ``suspend`` saved, instead of booting it (lima-core extension).
+
+    Called by the host agent in place of ``start`` when the instance is
+    suspended: cidata is not regenerated (the guest still has it mounted), and
+    ``validate``, ``create`` and ``create_disk`` are not called (the disk must
+    stay as it was saved). ``additional_setup_for_ssh`` and the rest of the
+    start path follow as after ``start``; the SSH port may differ from the one
+    the VM had (``instance.ssh_local_port``).
+
+    :returns: a :class:`~lima_core.starthandle.StartHandle`, as ``start``'s.
+        Once the VM runs from the state, remove the saved state: it no longer
+        matches the disk.
+    :raises StartFailed: the VM could not be restored. Leave the saved state
+        and the disk exactly as they were, and no VM process behind, so the
+        user can try again or discard the state with ``lima stop``.
+    Not implemented: "driver 'x' does not support suspend".
     """
 
 

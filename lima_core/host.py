@@ -105,10 +105,21 @@ class DriverHost:
         return instance
 
     def start(self) -> StartHandle:
-        result = self.call("start")
+        return self._handle("start")
+
+    def resume(self) -> StartHandle:
+        return self._handle("resume")
+
+    def _handle(self, hook: str) -> StartHandle:
+        result = self.call(hook)
         if not isinstance(result, StartHandle):
-            raise DriverError(f"driver {self.name!r} returned {type(result).__name__} from start, not a StartHandle")
+            raise DriverError(f"driver {self.name!r} returned {type(result).__name__} from {hook}, not a StartHandle")
         return result
+
+    def suspend(self) -> int:
+        """The saved state's size in bytes (0 when the driver does not say)."""
+        result = self.call("suspend")
+        return result if isinstance(result, int) and not isinstance(result, bool) and result > 0 else 0
 
     def boot_scripts(self) -> dict[str, bytes]:
         scripts = self.call("boot_scripts") or {}

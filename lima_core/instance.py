@@ -36,12 +36,13 @@ from . import (
     processes,
     registry,
     store,
+    suspended,
     yamlfile,
 )
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError, SignalDenied
 from .external import supervisor
 from .host import DriverHost
-from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
+from .limatype import STATUS_RUNNING, STATUS_STOPPED, STATUS_SUSPENDED, Instance
 
 if TYPE_CHECKING:
     from . import download
@@ -203,11 +204,13 @@ def hostagent_command(name: str) -> list[str]:
 
 
 def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None,
-          download_progress: download.Progress | None = None, foreground: bool = False) -> bool:
-    """Start the host agent and wait until the instance is Running.
+          download_progress: download.Progress | None = None, foreground: bool = False, *,
+          resume_only: bool = False) -> bool:
+    """Start the host agent and wait until the instance is Running; a suspended instance is resumed.
 
     Returns False when the instance was already running. *foreground*: once the checks pass,
     this process becomes the host agent (``lima start --foreground``) and does not return.
+    *resume_only*: refuse an instance that is not suspended (``lima resume``).
     """
     inst_dir = store.existing_dir(name)
     with instance_lock(inst_dir, timeout=30):
@@ -219,6 +222,10 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         if inst.errors and inst.config is None:
             raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
         assert inst.config is not None
+        record = suspended.read(inst_dir) if inst.status == STATUS_SUSPENDED else None
+        if resume_only and record is None:
+            raise InstanceError(f"instance {name!r} is not suspended (it is {inst.status or 'in an unknown state'}); "
+                                f"`lima start {name}` boots it")
         # Refusals here, before anything runs; the host agent, which knows the driver's features, warns.
         fields.enforce(inst.config, inst.vm_type, str(inst_dir / filenames.LIMA_YAML), warn=False)
         if inst.driver_pid:
@@ -226,9 +233,12 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
                                 f"(pid {inst.driver_pid}); run `lima stop -f {name}` first")
         reg = registry.discover()
         entry = reg.get(inst.vm_type)
-        _say(progress, f"Starting the instance {name!r} with {'external' if entry.is_external else 'internal'} "
-                       f"VM driver {inst.vm_type!r}")
-        if not (inst_dir / filenames.DISK).exists():
+        how = f"with {'external' if entry.is_external else 'internal'} VM driver {inst.vm_type!r}"
+        if record is not None:
+            _say(progress, f"Resuming the instance {name!r} {how} from the state saved at {record.time}")
+        else:
+            _say(progress, f"Starting the instance {name!r} {how}")
+        if record is None and not (inst_dir / filenames.DISK).exists():
             # The image is fetched here, where a progress bar can be shown. Otherwise the host
             # agent alone validates and prepares (it does anyway): one driver load, not two.
             host = load_driver(inst, reg=reg)
@@ -253,8 +263,9 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
             if entry.is_external:
                 supervisor.stop_servers(inst_dir, force=True)
             raise
-    _wait_running(name, inst_dir, ha, timeout, progress)
-    ansible.run_playbooks(store.inspect(name, driver_status=False))
+    _wait_running(name, inst_dir, ha, timeout, progress, resuming=record is not None)
+    if record is None:
+        ansible.run_playbooks(store.inspect(name, driver_status=False))
     return True
 
 
@@ -294,6 +305,9 @@ def _spawn_host_agent(inst_dir: Path, name: str) -> subprocess.Popen:
     deadline = time.monotonic() + HA_PID_WAIT
     while not store.host_agent(inst_dir).alive:
         if proc.poll() is not None:
+            last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
+            if last is not None and last.exiting:
+                return proc  # it failed fast and said why in its events, which the caller reports
             raise InstanceError(f"the host agent of {name!r} {processes.describe_exit(proc.returncode)} at once: "
                                 f"{_tail(inst_dir)}")
         if time.monotonic() > deadline:
@@ -309,7 +323,7 @@ def _tail(inst_dir: Path) -> str:
 
 
 def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: float,
-                  progress: Progress | None) -> None:
+                  progress: Progress | None, resuming: bool = False) -> None:
     deadline = time.monotonic() + timeout
     waiting, last_error = "", ""
     for event in events.follow(inst_dir / filenames.HOST_AGENT_STDOUT_LOG,
@@ -325,8 +339,13 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
             with contextlib.suppress(subprocess.TimeoutExpired):
                 ha.wait(30)  # let it finish cleaning up, so the status is final
             reason = "; ".join(event.errors) or "it stopped"
-            raise InstanceError(f"instance {name!r} failed to start: {reason} (log: "
-                                f"{inst_dir / filenames.HOST_AGENT_STDERR_LOG})")
+            log_path = inst_dir / filenames.HOST_AGENT_STDERR_LOG
+            if resuming and suspended.exists(inst_dir):
+                raise InstanceError(f"instance {name!r} failed to resume: {reason} (log: {log_path}). Its saved "
+                                    f"state and disk are kept: `lima resume {name}` tries again; `lima stop {name}` "
+                                    f"discards the saved state, and `lima start {name}` then boots afresh")
+            raise InstanceError(f"instance {name!r} failed to {'resume' if resuming else 'start'}: {reason} "
+                                f"(log: {log_path})")
         if event.running:
             if event.degraded:
                 for error in event.errors:
@@ -428,7 +447,8 @@ def delete(name: str, force: bool = False) -> list[str]:
     inst = store.inspect(name)
     if inst.protected:
         raise InstanceError(f"instance {name!r} is protected; run `lima unprotect {name}` to allow deleting it")
-    if not force and inst.status != STATUS_STOPPED:
+    # A suspended instance runs nothing: its saved state goes with its directory.
+    if not force and inst.status not in (STATUS_STOPPED, STATUS_SUSPENDED):
         what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
         if inst.errors:
             what += f" ({'; '.join(inst.errors)})"

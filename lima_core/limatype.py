@@ -381,6 +381,8 @@ STATUS_INSTALLING = "Installing"
 STATUS_BROKEN = "Broken"
 STATUS_STOPPED = "Stopped"
 STATUS_RUNNING = "Running"
+#: lima-core's: the VM's state is saved in the instance directory and nothing runs (``lima suspend``)
+STATUS_SUSPENDED = "Suspended"
 
 
 @model

@@ -4,7 +4,8 @@
 lima.yaml must load; the host agent's pid (``ha.pid``) and the VM's pid
 (``<vmType>.pid``) decide Running / Stopped / Broken, unless the driver's own
 ``inspect_status`` answers (drivers whose VM state lives on the host side,
-such as wsl2). Which drivers answer is recorded in ``driver.json`` when the
+such as wsl2). lima-core adds Suspended: neither runs and the instance has a
+suspend record (``suspended.json``, see :mod:`lima_core.suspended`). Which drivers answer is recorded in ``driver.json`` when the
 instance's driver is first loaded, so ``lima list`` spawns no process and
 imports no driver for the others; :func:`inspect_all` asks each driver that
 does answer once for all of its instances.
@@ -21,11 +22,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import atomicfile, dirnames, filenames, limayaml, pidfile
+from . import atomicfile, dirnames, filenames, limayaml, pidfile, suspended
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
 from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
-from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
+from .limatype import (
+    STATUS_BROKEN,
+    STATUS_RUNNING,
+    STATUS_STOPPED,
+    STATUS_SUSPENDED,
+    STATUS_UNKNOWN,
+    Instance,
+    LimaYAML,
+)
 
 log = logging.getLogger("lima_core")
 
@@ -196,7 +205,7 @@ def _settle(inst: Instance, answer: str | LimaError) -> Instance:
     if inst.host_agent_pid and inst.driver_pid:
         inst.status = STATUS_RUNNING
     elif not inst.host_agent_pid and not inst.driver_pid:
-        inst.status = STATUS_STOPPED
+        inst.status = STATUS_SUSPENDED if suspended.exists(inst_dir) else STATUS_STOPPED
     elif inst.host_agent_pid:
         inst.status = STATUS_BROKEN
         inst.errors.append("host agent is running but driver is not")

@@ -61,3 +61,14 @@ def test_quick_runner_boots(tmp_path: Path) -> None:
     if report["benchmarks"]["B1"]["status"] == "ok":
         b1 = next(r for r in report["results"] if r["id"] == "B1")
         assert b1["floor_value"] and b1["extra"]["qemu_argv"][0].endswith("qemu-system-x86_64")
+
+
+@pytest.mark.vm
+def test_quick_runner_suspends(tmp_path: Path) -> None:
+    """B10 boots, suspends and resumes the test guest (skipped inside the runner when it is not built)."""
+    report = run_quick("B10", tmp_path / "quick-b10.json", timeout=290)
+    check_shape(report, ["B10"])
+    if report["benchmarks"]["B10"]["status"] == "ok":
+        resume, suspend, size = report["results"]
+        assert resume["floor_value"] and resume["target"] == 0.25
+        assert suspend["unit"] == "s" and size["unit"] == "MiB" and size["value"] > 1

@@ -47,6 +47,8 @@ COMMANDS = (
     ("start", "start", "start", BASIC, (), None),
     ("stop", "stop", "stop", BASIC, (), None),
     ("restart", "restart", "restart", BASIC, (), None),
+    ("suspend", "suspend", "suspend", BASIC, (), None),  # lima-core's, beyond Lima
+    ("resume", "resume", "resume", BASIC, (), None),
     ("shell", "shell", "shell", BASIC, (), _SHELL_LIKE),
     ("copy", "copy", "copy", BASIC, ("cp",), None),
     ("list", "list", "list_", BASIC, ("ls",), None),

@@ -89,8 +89,10 @@ class Connection:
             raise self._error(exc, hook) from None
         return wire.result(response)
 
-    def start(self) -> StartHandle:
-        call = self._driver.Start(rpc.Empty(), metadata=self._metadata)
+    def stream(self, hook: str) -> StartHandle:
+        """Call a hook whose result is a start handle (start, resume): the handle follows its stream."""
+        wire = rpc.WIRE[hook]
+        call = getattr(self._ext if wire.extension else self._driver, wire.rpc)(rpc.Empty(), metadata=self._metadata)
         messages: queue.Queue[Any] = queue.Queue()
 
         def pump() -> None:
@@ -105,36 +107,36 @@ class Connection:
         try:
             first = _next(messages)
             if isinstance(first, grpc.RpcError):
-                raise self._error(first, "start")
+                raise self._error(first, hook)
             if first is None:
-                raise StartFailed(f"driver {self.name!r} ended the start stream before the VM started")
+                raise StartFailed(f"driver {self.name!r} ended the {hook} stream before the VM started")
             if not first.success:
                 after = _next(messages)  # our servers follow the message with a typed status
                 if isinstance(after, grpc.RpcError):
-                    err = rpc.error_from_rpc(after, self.name, "start")
+                    err = rpc.error_from_rpc(after, self.name, hook)
                     raise err if type(err) is not DriverError else StartFailed(first.error)
                 raise StartFailed(first.error)
         except BaseException:
             call.cancel()
             raise
         handle = StartHandle(on_cancel=call.cancel)
-        threading.Thread(target=self._follow, args=(messages, handle), name=f"start-handle-{self.name}",
+        threading.Thread(target=self._follow, args=(messages, handle, hook), name=f"{hook}-handle-{self.name}",
                          daemon=True).start()
         return handle
 
-    def _follow(self, messages: queue.Queue[Any], handle: StartHandle) -> None:
+    def _follow(self, messages: queue.Queue[Any], handle: StartHandle, hook: str) -> None:
         """Copy the rest of the stream onto *handle*; a dying stream is reported, not just logged."""
         while True:
             msg = messages.get()
             if msg is None:
-                handle.report(f"driver {self.name!r} ended the start stream without saying the VM stopped")
+                handle.report(f"driver {self.name!r} ended the {hook} stream without saying the VM stopped")
                 break
             if isinstance(msg, grpc.RpcError):
                 if msg.code() != grpc.StatusCode.CANCELLED:
                     how = self.server.ended()
                     why = (f"the {self.name} driver process {how}" if how else
                            f"{msg.code().name}: {msg.details()}; the driver process may have died")
-                    handle.report(f"lost the start stream of driver {self.name!r} ({why}); see {self.server.log}")
+                    handle.report(f"lost the {hook} stream of driver {self.name!r} ({why}); see {self.server.log}")
                 break
             if msg.success:
                 break
@@ -242,9 +244,9 @@ class ExternalDriver:
     def _forwarding_impl(self, hook: str) -> Any:
         spec = getattr(hookspecs, hook)
         connection = self._connection
-        if hook == "start":
+        if hook in rpc.WIRE and rpc.WIRE[hook].streaming:
             def forward(*_args: Any) -> Any:
-                return connection.start()
+                return connection.stream(hook)
         elif hook == "inspect_status":
             path = self._path
 

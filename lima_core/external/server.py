@@ -125,14 +125,22 @@ class _Servicer:
 
         return handle
 
-    def start(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def stream(self, hook: str) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        """The handler of a hook that returns a start handle (start, resume): its events as a stream."""
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            return self._stream(hook, context)
+
+        return handle
+
+    def _stream(self, hook: str, context: grpc.ServicerContext) -> Iterator[Any]:
         session, host = self.sessions.get(context)
         try:
-            handle = host.start()
+            handle = getattr(host, hook)()
         except Exception as exc:
             if not isinstance(exc, LimaError) or exc.__cause__ is not None:  # a crash: keep its traceback
-                log.exception("start failed")
-            yield rpc.start_message(str(exc) or type(exc).__name__)
+                log.exception("%s failed", hook)
+            yield rpc.stream_message(hook, str(exc) or type(exc).__name__)
             rpc.abort_with(context, exc)
             return
         self.sessions.busy(session, True)
@@ -147,7 +155,7 @@ class _Servicer:
 
         context.add_callback(on_done)
         try:
-            yield rpc.start_message()
+            yield rpc.stream_message(hook)
             while True:
                 event = handle.next(timeout=0.5)
                 if event is None:
@@ -155,9 +163,9 @@ class _Servicer:
                         return
                     continue
                 if event.ended:
-                    yield rpc.start_message()
+                    yield rpc.stream_message(hook)
                     return
-                yield rpc.start_message(event.error)
+                yield rpc.stream_message(hook, event.error)
         finally:
             self.sessions.busy(session, False)
 
@@ -210,11 +218,11 @@ def _bridge_once(listener: socket.socket, conn: Any, path: Path) -> None:
 
 def _handlers(servicer: _Servicer) -> tuple[dict[str, Any], dict[str, Any]]:
     """The handlers of service Driver and of lima-core's extensions, by RPC name."""
-    driver: dict[str, Any] = {"Start": servicer.start}
+    driver: dict[str, Any] = {}
     extensions: dict[str, Any] = {"GetProtocolInfo": servicer.protocol_info}
     for hook, wire in rpc.WIRE.items():
-        if not wire.streaming:
-            (extensions if wire.extension else driver)[wire.rpc] = servicer.unary(hook)
+        handler = servicer.stream(hook) if wire.streaming else servicer.unary(hook)
+        (extensions if wire.extension else driver)[wire.rpc] = handler
     return driver, extensions
 
 

@@ -1,34 +1,49 @@
-"""The host agent's work for one instance: configure the driver, build cidata, start the VM, watch it."""
+"""The host agent's work for one instance: configure the driver, build cidata, start the VM, watch it.
+
+A suspended instance (see :mod:`lima_core.suspended`) is resumed instead: the
+driver's ``resume`` replaces ``start``, cidata and the disk are left as they
+are, and the guest's shares and clock are set up again once SSH answers.
+While the VM runs, ``POST /v1/suspend`` on ``ha.sock`` (``lima suspend``)
+saves it through the driver's ``suspend`` and ends the host agent without
+stopping the VM (see :meth:`HostAgent.suspend`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, containerd, disks, events, fields, filenames, instance, processes, sshutil, store
-from ..errors import DriverUnavailable, LimaError
+from .. import cidata, containerd, disks, events, fields, filenames, instance, processes, sshutil, store, suspended
+from ..errors import DriverUnavailable, InstanceError, LimaError, UnsupportedOperation
 from ..external import supervisor
 from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
-from . import bootreport, copytohost, dns, requirements
+from . import bootreport, copytohost, dns, guestsuspend, requirements
 from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
 
 
 
-def free_port() -> int:
+def free_port(port: int = 0) -> int:
+    """*port* if it is free on 127.0.0.1 (0: any free port); 0 if it is taken."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
         return s.getsockname()[1]
 
 
@@ -59,6 +74,17 @@ class HostAgent:
         self.containerd_archive: Path | None = None
         self.inst: Instance | None = None
         self._emit_lock = threading.Lock()
+        #: the suspend record when this host agent resumes the VM instead of booting it
+        self.record: suspended.Record | None = None
+        self.instance_id = ""
+        self.handle: StartHandle | None = None
+        #: the guest passed its requirements (a suspend before then is refused)
+        self.ready = False
+        #: held while a suspend runs; ``suspended`` once the VM's state is saved and the VM has ended
+        self._suspend_lock = threading.Lock()
+        self.suspended = False
+        #: set once ``lima suspend`` has its answer: the host agent may exit then
+        self._suspend_answered = threading.Event()
 
     def emit(self, **fields: Any) -> None:
         with self._emit_lock:
@@ -86,17 +112,17 @@ class HostAgent:
         except _StopDuringBoot:
             log.warning("asked to stop (%s) while starting; stopping the VM", self.stop_reason)
             self.emit(exiting=True, errors=[f"stopped ({self.stop_reason}) while starting"])
-            self._shutdown(started=self.host is not None)
+            self._shutdown(started=self._vm_may_run())
             return 1
         except LimaError as exc:
-            log.error("start failed: %s", exc.message)
+            log.error("%s failed: %s", "resume" if self.record else "start", exc.message)
             self.emit(exiting=True, errors=[exc.message])
-            self._shutdown(started=self.host is not None)
+            self._shutdown(started=self._vm_may_run())
             return 1
         except Exception as exc:  # noqa: BLE001 - reported as an event, then re-raised into the log
             log.exception("start failed")
             self.emit(exiting=True, errors=[f"{type(exc).__name__}: {exc}"])
-            self._shutdown(started=self.host is not None)
+            self._shutdown(started=self._vm_may_run())
             return 1
         threading.Thread(target=self._wait_ready, name="requirements", daemon=True).start()
         info = self.host.info() if self.host else None
@@ -110,26 +136,40 @@ class HostAgent:
             waiter.join()
         else:
             self._wait_end(handle)
-        self.emit(exiting=True, errors=self.errors)
-        self._shutdown(started=True)
+        with self._suspend_lock:  # a suspend in progress finishes first
+            saved = self.suspended
+        if saved:
+            self._suspend_answered.wait(10)
+        self.emit(exiting=True, errors=self.errors, message="The VM is suspended" if saved else "")
+        self._shutdown(started=not saved)
         return 0 if not self.errors else 1
+
+    def _vm_may_run(self) -> bool:
+        """Whether a failed start may have left a VM to stop. A failed resume leaves none (the driver's
+        contract), and ``stop`` would discard the saved state the user may still resume."""
+        return self.host is not None and (self.record is None or self.handle is not None)
 
     def _boot(self) -> StartHandle:
         inst = self.inst = store.inspect(self.name, driver_status=False)
         assert inst.config is not None and inst.config.ssh is not None
+        record = self.record = suspended.read(self.inst_dir)
         configured = inst.config.ssh.local_port or 0
-        port = configured if configured > 0 else free_port()
+        # A resumed VM keeps its SSH port when it is still free: ssh.config and the user's habits stay valid.
+        port = configured if configured > 0 else (record and free_port(record.ssh_local_port)) or free_port()
         self.host = instance.load_driver(inst, ssh_local_port=port)
-        # `lima start` leaves these to the host agent when the instance has its disk; all are idempotent.
-        self.host.validate()
-        self.host.create()
-        self.host.create_disk()
+        if record is None:
+            # `lima start` leaves these to the host agent when the instance has its disk; all are idempotent.
+            # A resume skips them: the disk must stay as it was saved.
+            self.host.validate()
+            self.host.create()
+            self.host.create_disk()
         self.ssh_local_port = inst.ssh_local_port or port
         info = self.host.info()
-        for warning in fields.enforce(inst.config, self.host.name, "lima.yaml", warn=False,
-                                      no_cloud_init=info.features.no_cloud_init):
-            log.warning("%s", warning)
-            self.emit(message=f"WARNING: {warning}")
+        if record is None:
+            for warning in fields.enforce(inst.config, self.host.name, "lima.yaml", warn=False,
+                                          no_cloud_init=info.features.no_cloud_init):
+                log.warning("%s", warning)
+                self.emit(message=f"WARNING: {warning}")
         user = guest_user(inst.config)
         self.ssh_address = inst.ssh_address or inst.config.ssh.address or "127.0.0.1"
         self._write_ssh_config(inst, user.name)
@@ -137,18 +177,25 @@ class HostAgent:
         if cidata.host_resolver_applies(inst.config):
             resolver = inst.config.host_resolver
             assert resolver is not None
-            self.dns = dns.Server(dns.Names(self.name, resolver.hosts, bool(resolver.ipv6)))
+            # A resumed guest's DNS redirect points at the ports of its boot: serve on those again.
+            ports = tuple(record.dns_ports) if record is not None and len(record.dns_ports) == 2 else (0, 0)
+            self.dns = dns.Server(dns.Names(self.name, resolver.hosts, bool(resolver.ipv6)), *ports)
             dns_ports = (self.dns.udp_port, self.dns.tcp_port)
-        if containerd.wanted(inst.config):
-            try:  # `lima start` fetched it into the download cache
-                self.containerd_archive = containerd.archive(inst.config, offline=True)
-            except LimaError as exc:
-                log.warning("%s", containerd.unavailable_message(inst.config, exc.message))
-        self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user, sshutil.public_keys(inst.config),
-                                      dns_ports=dns_ports, containerd_archive=self.containerd_archive)
-        self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
-        log.info("starting the VM (driver %s)", self.host.name)
-        handle = self.host.start()
+        if record is not None:
+            handle = self._resume(record)
+        else:
+            if containerd.wanted(inst.config):
+                try:  # `lima start` fetched it into the download cache
+                    self.containerd_archive = containerd.archive(inst.config, offline=True)
+                except LimaError as exc:
+                    log.warning("%s", containerd.unavailable_message(inst.config, exc.message))
+            self.cidata = cidata.generate(inst, info, self.host.boot_scripts(), user,
+                                          sshutil.public_keys(inst.config), dns_ports=dns_ports,
+                                          containerd_archive=self.containerd_archive)
+            self.instance_id = self.cidata.instance_id
+            self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
+            log.info("starting the VM (driver %s)", self.host.name)
+            handle = self.handle = self.host.start()
         if self.dns is not None:
             self.dns.start()
         InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)  # after: the VM need not wait for it
@@ -159,6 +206,77 @@ class HostAgent:
         if inst.config.video is not None and inst.config.video.display == "vnc":
             self._setup_vnc()
         return handle
+
+    def _resume(self, record: suspended.Record) -> StartHandle:
+        """The driver's ``resume`` in place of ``start``; the record goes once the VM runs from the state."""
+        assert self.host is not None
+        if record.driver and record.driver != self.host.name:
+            raise InstanceError(f"the saved state was made by the {record.driver} driver, not {self.host.name}")
+        if record.lima_yaml_sha256 and record.lima_yaml_sha256 != suspended.lima_yaml_digest(self.inst_dir):
+            warning = ("lima.yaml changed while the instance was suspended; the resumed VM is the one that was "
+                       "saved, and the changes apply from its next boot")
+            log.warning("%s", warning)
+            self.emit(message=f"WARNING: {warning}")
+        self.instance_id = record.instance_id
+        self.emit(ssh_local_port=self.ssh_local_port, message="Resuming the VM from its saved state")
+        log.info("resuming the VM (driver %s) from the state saved at %s", self.host.name, record.time)
+        handle = self.handle = self.host.resume()
+        suspended.remove(self.inst_dir)
+        return handle
+
+    def suspend(self) -> dict[str, Any]:
+        """Save the VM through the driver, so that this host agent ends without stopping it (``POST /v1/suspend``).
+
+        The guest is synced and its device-backed shares unmounted first; if
+        the driver cannot save the VM, they are mounted again and the VM runs
+        on. Runs in the thread of the request, which calls
+        :meth:`suspend_answered` once it has answered; the main thread's stop
+        waits for both. :raises LimaError: why the VM could not be suspended.
+        """
+        with self._suspend_lock:
+            host, inst = self.host, self.inst
+            if self.suspended:
+                raise InstanceError(f"instance {self.name!r} is being suspended already")
+            if self.stopping.is_set() or host is None or inst is None:
+                raise InstanceError(f"instance {self.name!r} is stopping")
+            if not self.ready:
+                raise InstanceError(f"instance {self.name!r} is still starting; suspend it once `lima start` "
+                                    "has said READY")
+            if not host.implements("suspend"):
+                host.suspend()  # the contract's answer: "driver 'x' does not support suspend"
+            if not host.implements("resume"):
+                raise UnsupportedOperation(f"driver {host.name!r} does not support suspend: it can save a VM but "
+                                           "not resume one")
+            started = time.monotonic()
+            self.emit(message="Suspending the VM")
+            rows = guestsuspend.share_rows(inst, host.info())
+            unmounted = guestsuspend.before_suspend(self.inst_dir, self.name, rows) if rows else []
+            log.info("saving the VM's state (driver %s)%s", host.name,
+                     f"; unmounted {', '.join(r[1] for r in unmounted)} in the guest" if unmounted else "")
+            try:
+                size = host.suspend()
+            except LimaError:
+                if unmounted:
+                    again = guestsuspend.after_resume(self.inst_dir, self.name, unmounted, set_clock=False)
+                    for error in again.errors:
+                        log.error("%s", error)
+                raise
+            record = suspended.Record(
+                driver=host.name, time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                instance_id=self.instance_id, ssh_local_port=self.ssh_local_port, shares=unmounted,
+                state_bytes=size, milliseconds=round((time.monotonic() - started) * 1000),
+                lima_yaml_sha256=suspended.lima_yaml_digest(self.inst_dir),
+                dns_ports=[self.dns.udp_port, self.dns.tcp_port] if self.dns is not None else [])
+            suspended.write(self.inst_dir, record)
+            self.suspended = True
+            log.info("the VM is suspended (%d bytes of state, %d ms)", size, record.milliseconds)
+            return {"stateBytes": size, "milliseconds": record.milliseconds}
+
+    def suspend_answered(self) -> None:
+        """The request for :meth:`suspend` has its answer: after a suspend, the host agent now exits."""
+        if self.suspended:
+            self._suspend_answered.set()
+            self.request_stop("suspended")
 
     def _write_ssh_config(self, inst: Instance, user: str) -> None:
         ssh = inst.config.ssh if inst.config is not None else None
@@ -186,6 +304,10 @@ class HostAgent:
             event = handle.next(timeout=0.2)
             if event is None:
                 continue
+            with self._suspend_lock:  # the VM ends when a suspend saved it: wait for its outcome
+                if self.suspended:
+                    log.info("the VM's state is saved and the VM has ended")
+                    return
             if event.ended:
                 log.info("the VM has ended")
                 self.errors.append("the VM stopped by itself")
@@ -212,17 +334,26 @@ class HostAgent:
     def _check_guest(self) -> None:
         inst = self.inst
         assert inst is not None and inst.config is not None
-        iid = self.cidata.instance_id
+        iid = self.instance_id
         user = guest_user(inst.config)
         runner = requirements.Runner(self.inst_dir, self.name, self.ssh_address, self.ssh_local_port,
                                      self.stopping.is_set, self._say)
-        errors = runner.run_group("essential", requirements.essential(inst, iid))
+        essential = requirements.essential(inst, iid)
+        if self.record is not None:
+            # A boot keeps the ControlMaster out until the user session is ready (cloud-init may restart
+            # sshd meanwhile); a resumed guest's SSH server runs as it was, so the first check starts the
+            # master and the others go through it: one SSH handshake instead of three.
+            essential = [dataclasses.replace(req, no_master=False) for req in essential]
+        errors = runner.run_group("essential", essential)
+        if not errors and self.record is not None and not self.stopping.is_set():
+            errors += self._revive_guest(self.record)
         if not errors:
             errors += runner.run_group("optional", requirements.optional(
                 inst, user, containerd=self.containerd_archive is not None))
             final = runner.run_group("final", requirements.final(iid))
             errors += final
-            if not final and not self.stopping.is_set():
+            # A resumed guest's boot was checked when it booted: its report would say the same again.
+            if not final and not self.stopping.is_set() and self.record is None:
                 failures, warnings = bootreport.collect(self.inst_dir, self.name, inst.config)
                 for warning in warnings:
                     log.warning("%s", warning)
@@ -237,11 +368,25 @@ class HostAgent:
             log.warning("the instance is running, degraded: %s", "; ".join(errors))
         else:
             log.info("the guest is ready")
+        self.ready = True
         self.emit(running=True, degraded=bool(errors), errors=errors, ssh_local_port=self.ssh_local_port,
                   message="" if errors else "The guest is ready")
 
+    def _revive_guest(self, record: suspended.Record) -> list[str]:
+        """After a resume: the guest's clock, and the shares unmounted for the suspend; the errors."""
+        revived = guestsuspend.after_resume(self.inst_dir, self.name, record.shares)
+        for note in revived.notes:
+            log.info("%s", note)
+        for warning in revived.warnings:
+            log.warning("%s", warning)
+            self._say(f"WARNING: {warning}")
+        return revived.errors
+
     def _shutdown(self, started: bool) -> None:
+        """Stop the VM if *started*, then end what the host agent holds (after a suspend: only that)."""
         host = self.host
+        if self.record is not None and self.handle is not None and not self.suspended:
+            suspended.remove(self.inst_dir)  # the VM ran from the saved state: that record is spent
         if host is not None and started:
             try:
                 host.stop()

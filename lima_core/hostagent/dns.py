@@ -100,13 +100,12 @@ def upstream_servers() -> list[str]:
 class Server:
     """UDP and TCP on 127.0.0.1, bound at once (lima.env needs the ports); served from :meth:`start`."""
 
-    def __init__(self, names: Names) -> None:
+    def __init__(self, names: Names, udp_port: int = 0, tcp_port: int = 0) -> None:
+        """Bound to *udp_port* and *tcp_port* when given (a resumed guest's redirect points at them) and
+        free, else to ports of the system's choosing."""
         self.names = names
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", 0))
+        self.udp = _bound(socket.SOCK_DGRAM, udp_port)
+        self.tcp = _bound(socket.SOCK_STREAM, tcp_port)
         self.tcp.listen(16)
         self.udp_port = self.udp.getsockname()[1]
         self.tcp_port = self.tcp.getsockname()[1]
@@ -216,6 +215,20 @@ class Server:
         reply = dns.message.make_response(query)
         reply.set_rcode(dns.rcode.SERVFAIL)
         return _to_wire(reply, tcp)
+
+
+def _bound(kind: int, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        if port == 0:
+            raise
+        log.warning("DNS port %d is taken; the guest's resolver needs a reboot to find the new one", port)
+        s.bind(("127.0.0.1", 0))
+    return s
 
 
 def _to_wire(message: Any, tcp: bool) -> bytes:

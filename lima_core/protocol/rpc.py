@@ -77,6 +77,7 @@ class Wire:
     result: Callable[[Any], Any]
     #: Lima's client-side deadline in seconds, or None for the caller's.
     deadline: float | None = None
+    #: a server stream of Start's messages (``success``, ``error``), made by ``response(error)``
     streaming: bool = False
     extension: bool = False
 
@@ -124,7 +125,8 @@ WIRE: dict[str, Wire] = {w.hook: w for w in (
     _unary("validate", "Validate", deadline=10),
     _unary("create", "Create"),
     _unary("create_disk", "CreateDisk"),
-    Wire("start", "Start", _empty_request, _no_arguments, _empty_response, _none, streaming=True),
+    Wire("start", "Start", _empty_request, _no_arguments, lambda error: pb.StartResponse(
+        success=error is None, error=error or ""), _none, streaming=True),
     _unary("stop", "Stop"),
     _unary("delete", "Delete"),
     _returns("boot_scripts", "BootScripts", pb.BootScriptsResponse, "scripts"),
@@ -151,12 +153,24 @@ WIRE: dict[str, Wire] = {w.hook: w for w in (
          lambda m: m.image, extension=True),
     Wire("check_host", "CheckHost", _empty_request, _no_arguments, _empty_response, _none, deadline=10,
          extension=True),
+    Wire("suspend", "Suspend", _empty_request, _no_arguments,
+         lambda size: ext_pb.SuspendResponse(state_bytes=max(0, int(size or 0))),
+         lambda m: m.state_bytes, extension=True),
+    Wire("resume", "Resume", _empty_request, _no_arguments, lambda error: ext_pb.ResumeResponse(
+        success=error is None, error=error or ""), _none, streaming=True, extension=True),
 )}
+
+
+def stream_message(hook: str, error: str | None = None) -> Any:
+    """A message of *hook*'s stream (start, resume): success (started/ended) or one error."""
+    wire = WIRE[hook]
+    assert wire.streaming, hook
+    return wire.response(error)
 
 
 def start_message(error: str | None = None) -> Any:
     """A Start stream message: success (started/ended) or one error."""
-    return pb.StartResponse(success=error is None, error=error or "")
+    return stream_message("start", error)
 
 
 def protocol_info(driver_name: str, hooks: list[str], server: str) -> Any:

@@ -9,7 +9,8 @@ suite checks the contract written in :mod:`lima_core.hookspecs`:
 - ``create`` is idempotent;
 - boot-script keys have the form ``boot.<OS>/<SCRIPT>`` (or a bare name);
 - every hook either answers or raises a typed :class:`LimaError`;
-- a capability is either implemented or reports UnsupportedOperation;
+- a capability is either implemented or reports UnsupportedOperation; suspend
+  and resume come together;
 - read-only calls (``info``, ``forward_guest_agent``) are safe concurrently;
 - ``inspect_status`` answers on an instance this driver object never configured;
 - when the driver can boot here, the start stream says "started", carries
@@ -233,6 +234,18 @@ class ConformanceSuite:
             kwargs = {p: "x" for p in _params(hook)}
             with pytest.raises(UnsupportedOperation, match="does not support"):
                 host.call(hook, **kwargs)
+
+    def test_suspend_comes_with_resume(self, configured: tuple[DriverHost, Instance]) -> None:
+        """One capability, two hooks: both or neither. With no VM running and nothing saved, suspend refuses with
+        a typed error and resume with StartFailed."""
+        host, _ = configured
+        have = [h for h in ("suspend", "resume") if host.implements(h)]
+        assert have in ([], ["suspend", "resume"]), f"the suspend capability needs both hooks; the driver has {have}"
+        if have:
+            with pytest.raises(LimaError):
+                host.suspend()
+            with pytest.raises(StartFailed):
+                host.resume()
 
     def test_read_only_calls_are_safe_concurrently(self, configured: tuple[DriverHost, Instance]) -> None:
         host, _ = configured

@@ -20,6 +20,13 @@ executable. Its behaviour is steered from lima.yaml, under ``vmOpts.fake``:
 ``imageFormats: [..]``   info's supported_image_formats (default: raw, qcow2)
 
 ``additionalDisks`` are locked to the instance while its fake VM runs, as the qemu driver locks them.
+
+``failSuspend: "why"``   suspend raises DriverError("why"), the VM running on
+``failResume: "why"``    resume raises StartFailed("why"), the saved state kept
+
+suspend asks the VM process to save its "memory" (see :mod:`.fakevm`) to
+``fake.savedstate``; resume starts a VM process from it; stop with no VM
+running discards it, and so does a start.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ..errors import ConfigError, DriverError, NoDisplay, StartFailed, Validatio
 from ..hookspecs import hookimpl
 from ..limatype import DriverFeatures, Info, Instance
 from ..starthandle import StartHandle
-from .fakevm import RUNNING
+from .fakevm import RUNNING, SAVED_STATE
 
 NAME = "fake"
 STOP_TIMEOUT = 10.0
@@ -144,9 +151,14 @@ class FakeDriver:
             raise StartFailed(str(opts["failStart"]))
         if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
             raise StartFailed(f"the fake VM of {self.dir.name} is already running")
+        (self.dir / SAVED_STATE).unlink(missing_ok=True)  # a boot makes any saved state stale
+        return self._launch("start")
+
+    def _launch(self, hook: str, *extra: str) -> StartHandle:
+        opts = self._opts()
         assert self.instance is not None and self.instance.config is not None
         disks.attach(list(self.instance.config.additional_disks or []), self.dir)
-        args = [sys.executable, "-m", VM_MODULE, str(self.dir)]
+        args = [sys.executable, "-m", VM_MODULE, str(self.dir), *extra]
         if opts.get("exitAfter") is not None:
             args += ["--exit-after", str(opts["exitAfter"])]
         if opts.get("ignoreTerm"):
@@ -155,8 +167,8 @@ class FakeDriver:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         pidfile.write(self._pid_path, proc.pid)
-        if opts.get("dieIn") == "start":
-            _die("start")
+        if opts.get("dieIn") == hook:
+            _die(hook)
         # "Boot has begun" once the VM process is up and handles SIGTERM.
         marker = self.dir / RUNNING
         deadline = time.monotonic() + 10
@@ -173,8 +185,48 @@ class FakeDriver:
         proc = pidfile.read(self._pid_path, expect=VM_MODULE).process
         if proc is not None:
             processes.terminate(proc, STOP_TIMEOUT)
+        else:
+            (self.dir / SAVED_STATE).unlink(missing_ok=True)  # suspended: stopping discards the saved state
         pidfile.remove(self._pid_path)
         disks.unlock_all(self.dir)
+
+    # -- suspend ----------------------------------------------------------------------------
+
+    @hookimpl
+    def suspend(self) -> int:
+        self._fault("suspend")
+        why = self._opts().get("failSuspend")
+        if why:
+            raise DriverError(f"cannot save the fake VM: {why}")
+        proc = pidfile.read(self._pid_path, expect=VM_MODULE).process
+        if proc is None:
+            raise DriverError(f"the fake VM of {self.dir.name} is not running")
+        state = self.dir / SAVED_STATE
+        state.unlink(missing_ok=True)
+        proc.send_signal(signal.SIGUSR1)
+        if not processes.wait_exit(proc, STOP_TIMEOUT) or not state.exists():
+            raise DriverError(f"the fake VM of {self.dir.name} did not save its state")
+        pidfile.remove(self._pid_path)
+        return state.stat().st_size
+
+    @hookimpl
+    def resume(self) -> StartHandle:
+        self._fault("resume")
+        why = self._opts().get("failResume")
+        if why:
+            raise StartFailed(f"cannot restore the fake VM: {why}")
+        state = self.dir / SAVED_STATE
+        if not state.exists():
+            raise StartFailed(f"the fake VM of {self.dir.name} has no saved state ({state})")
+        if pidfile.read(self._pid_path, expect=VM_MODULE).alive:
+            raise StartFailed(f"the fake VM of {self.dir.name} is already running")
+        handle = self._launch("resume", "--restore", str(state))
+        if not (self.dir / RUNNING).exists():
+            handle.cancel()
+            pidfile.remove(self._pid_path)
+            raise StartFailed(f"the fake VM of {self.dir.name} did not come up from {state}; see fakevm.log")
+        state.unlink()  # the VM runs from it: it is spent
+        return handle
 
     @hookimpl
     def delete(self) -> None:

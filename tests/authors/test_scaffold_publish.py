@@ -138,7 +138,7 @@ def test_the_filled_in_wheel_conforms_booting_the_guest(venv: Venv, guest_templa
         assert f"driver      entry point {PACKAGE}.driver:GuestyDriver (lima-driver-{NAME} 0.1.0)" in out
     assert "start stream                              passed" in out
     assert "boots to ready                            passed" in out
-    assert f"{NAME} conforms to the driver contract (all 10 checks passed)" in out
+    assert f"{NAME} conforms to the driver contract (all 11 checks passed)" in out
 
 
 @pytest.mark.vm

@@ -104,7 +104,7 @@ def test_checks_an_installed_driver_from_an_empty_directory(empty: Path, tmp_pat
                  "see above why)"):
         assert line in out, line
     assert "fake conforms" not in out
-    assert "9 passed, 1 skipped" in out
+    assert "10 passed, 1 skipped" in out
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_with_a_template_it_boots_to_ready_and_conforms(empty: Path, tmp_path: P
                    PATH=f"{ssh_dir}{os.pathsep}{os.environ['PATH']}", **env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "boots to ready                            passed" in r.stdout
-    assert "fake conforms to the driver contract (all 10 checks passed)" in r.stdout
+    assert "fake conforms to the driver contract (all 11 checks passed)" in r.stdout
 
 
 def test_a_guest_that_never_answers_does_not_conform(empty: Path, tmp_path: Path, fake_guest: tuple[Path, Path]) -> None:
@@ -163,7 +163,7 @@ def test_only_the_kit_is_collected_from_a_folder_with_tests(tmp_path: Path) -> N
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ran" not in r.stdout and "1 passed" in r.stdout
     # -k left out every other check: that is not conformance either
-    assert "fake is not shown to conform to the driver contract: 9 check(s) not run (not selected: " in r.stdout
+    assert "fake is not shown to conform to the driver contract: 10 check(s) not run (not selected: " in r.stdout
     r = run_pytest(parent, "--lima-driver", "fake", "-k", "info_before or own", str(tests), pythonpath=[site],
                    LIMA_LOAD_DRIVERS="fake")
     assert "the author test ran" in r.stdout  # a path named on the command line is collected too

@@ -36,3 +36,11 @@ def test_every_reason_is_for_something_lima_lacks() -> None:
             assert f"| | `--{flag}` | no |" in text, key
         else:
             assert f"| `{name}` | | no |" in text, key
+
+
+def test_every_command_of_lima_is_limactls_or_explained() -> None:
+    groups = {name.split(" ")[0] for name in ref.LIMACTL if " " in name}
+    lima_only = [" ".join(path) for path in ref.command_paths(app)
+                 if " ".join(path) not in ref.LIMACTL and " ".join(path) not in groups]
+    unexplained = [c for c in lima_only if c not in ref.LIMA_ONLY and c.split(" ")[0] not in ref.LIMA_ONLY]
+    assert unexplained == [], f"lima commands with no row in _reference.LIMA_ONLY: {unexplained}"

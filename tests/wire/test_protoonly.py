@@ -86,6 +86,10 @@ def test_lima_drives_a_proto_only_driver(lima, driver_dir: Path, lima_home: Path
 
     r = lima("snapshot", "create", "po", "--tag", "t", ok=False)
     assert "does not support create snapshot" in r.stderr  # the Go-style "unimplemented"
+    # lima-core's suspend is beyond Lima's interface: a plain Lima driver simply lacks it.
+    r = lima("suspend", "po", ok=False)
+    assert r.stderr.strip() == "lima: driver 'protoonly' does not support suspend"
+    assert json.loads(lima("list", "--format", "json", "po").stdout)["status"] == "Running"
 
     lima("stop", "po")
     assert json.loads(lima("list", "--format", "json", "po").stdout)["status"] == "Stopped"

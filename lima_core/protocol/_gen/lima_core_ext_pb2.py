@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lima_core_ext.proto\x12\x0clima_core.v1\x1a\x1bgoogle/protobuf/empty.proto\"S\n\x0cProtocolInfo\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x13\n\x0b\x64river_name\x18\x02 \x01(\t\x12\r\n\x05hooks\x18\x03 \x03(\t\x12\x0e\n\x06server\x18\x04 \x01(\t\"*\n\x18\x43\x61ptureScreenshotRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\"*\n\x19\x43\x61ptureScreenshotResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x32\xfc\x01\n\x10\x44riverExtensions\x12\x45\n\x0fGetProtocolInfo\x12\x16.google.protobuf.Empty\x1a\x1a.lima_core.v1.ProtocolInfo\x12\x64\n\x11\x43\x61ptureScreenshot\x12&.lima_core.v1.CaptureScreenshotRequest\x1a\'.lima_core.v1.CaptureScreenshotResponse\x12;\n\tCheckHost\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lima_core_ext.proto\x12\x0clima_core.v1\x1a\x1bgoogle/protobuf/empty.proto\"S\n\x0cProtocolInfo\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x13\n\x0b\x64river_name\x18\x02 \x01(\t\x12\r\n\x05hooks\x18\x03 \x03(\t\x12\x0e\n\x06server\x18\x04 \x01(\t\"*\n\x18\x43\x61ptureScreenshotRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\"*\n\x19\x43\x61ptureScreenshotResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\"&\n\x0fSuspendResponse\x12\x13\n\x0bstate_bytes\x18\x01 \x01(\x04\"0\n\x0eResumeResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t2\x80\x03\n\x10\x44riverExtensions\x12\x45\n\x0fGetProtocolInfo\x12\x16.google.protobuf.Empty\x1a\x1a.lima_core.v1.ProtocolInfo\x12\x64\n\x11\x43\x61ptureScreenshot\x12&.lima_core.v1.CaptureScreenshotRequest\x1a\'.lima_core.v1.CaptureScreenshotResponse\x12;\n\tCheckHost\x12\x16.google.protobuf.Empty\x1a\x16.google.protobuf.Empty\x12@\n\x07Suspend\x12\x16.google.protobuf.Empty\x1a\x1d.lima_core.v1.SuspendResponse\x12@\n\x06Resume\x12\x16.google.protobuf.Empty\x1a\x1c.lima_core.v1.ResumeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPTURESCREENSHOTREQUEST']._serialized_end=193
   _globals['_CAPTURESCREENSHOTRESPONSE']._serialized_start=195
   _globals['_CAPTURESCREENSHOTRESPONSE']._serialized_end=237
-  _globals['_DRIVEREXTENSIONS']._serialized_start=240
-  _globals['_DRIVEREXTENSIONS']._serialized_end=492
+  _globals['_SUSPENDRESPONSE']._serialized_start=239
+  _globals['_SUSPENDRESPONSE']._serialized_end=277
+  _globals['_RESUMERESPONSE']._serialized_start=279
+  _globals['_RESUMERESPONSE']._serialized_end=327
+  _globals['_DRIVEREXTENSIONS']._serialized_start=330
+  _globals['_DRIVEREXTENSIONS']._serialized_end=714
 # @@protoc_insertion_point(module_scope)

@@ -30,3 +30,17 @@ class CaptureScreenshotResponse(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     def __init__(self, image: _Optional[bytes] = ...) -> None: ...
+
+class SuspendResponse(_message.Message):
+    __slots__ = ("state_bytes",)
+    STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    state_bytes: int
+    def __init__(self, state_bytes: _Optional[int] = ...) -> None: ...
+
+class ResumeResponse(_message.Message):
+    __slots__ = ("success", "error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error: str
+    def __init__(self, success: bool = ..., error: _Optional[str] = ...) -> None: ...

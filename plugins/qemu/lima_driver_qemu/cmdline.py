@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import sys
 
 from lima_core import filenames
@@ -213,6 +214,21 @@ def build(spec: Spec) -> list[str]:
              "-qmp", "chardev:char-qmp"]
     args += ["-name", f"lima-{spec.name}", "-pidfile", spec.path(filenames.pid_file("qemu"))]  # 25
     return args
+
+
+def with_ssh_port(args: list[str], port: int) -> list[str]:
+    """*args*, a command line :func:`build` made, with the guest's SSH forwarded from host port *port* (item 15).
+
+    :raises ValueError: *args* has no such forward.
+    """
+    out = list(args)
+    for i in range(len(out) - 1):
+        if out[i] == "-netdev" and out[i + 1].startswith("user,id=net0,"):
+            value, found = re.subn(r"(,hostfwd=tcp:[^,]*:)\d+(-:22)(?=,|$)", rf"\g<1>{port}\g<2>", out[i + 1])
+            if found == 1:
+                out[i + 1] = value
+                return out
+    raise ValueError("the QEMU command line has no SSH forward (-netdev user,id=net0,...,hostfwd=tcp:...-:22)")
 
 
 #: the unix sockets qemu serves (made 0600 once it runs)

@@ -9,6 +9,12 @@ What starts QEMU (finding the binary and its features, the accelerator, the
 firmware, the command line) is imported by the hooks that need it: a driver
 process that answers ``info`` or serves a running VM's ``stop`` never loads it.
 
+``suspend`` and ``resume`` (lima-core's) save the running VM as a migration
+stream in the instance directory and start QEMU from it again; see
+:mod:`.savedstate` for how, and why not ``savevm``. While an instance is
+suspended its disk must not change: snapshot commands are refused, and
+``stop`` (no QEMU runs) discards the saved state, as does a cold ``start``.
+
 Hooks whose host default is what Lima's qemu driver does are not implemented,
 so an external driver is not asked for them: ``create`` and ``delete``
 (nothing outside the instance directory), ``boot_scripts`` (none),
@@ -35,7 +41,7 @@ from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
 
-from . import config, disk, process, qmp
+from . import config, disk, process, qmp, savedstate
 
 if TYPE_CHECKING:
     import psutil  # imported where used: the driver process starts faster without it
@@ -225,27 +231,33 @@ class QemuDriver:
     def _launch(self) -> subprocess.Popen:
         from . import cmdline
 
-        inst, d = self.instance, self.dir
+        inst = self.instance
         assert inst is not None
-        running = self._running_qemu()
-        if running is not None:
-            raise StartFailed(f"qemu of instance {inst.name!r} is already running (pid {running.pid})")
+        self._refuse_running()
         if not self._disk().exists():
             raise StartFailed(f"instance {inst.name!r} has no disk ({self._disk()}); create_disk makes it")
+        if savedstate.discard(self.dir):
+            log.warning("discarded the saved state of %s: a boot makes it stale", inst.name)
         disk.ensure_size(self._disk(), self._disk_size())
         qemu = self._qemu()
         if qemu.accel.reason:
             log.warning("starting %s under TCG: %s", inst.name, qemu.accel.reason)
         # Lima's item 6: each additional disk locked to this instance (DiskError if another holds it)
-        extra = disks.attach(list(self.config.additional_disks or []), d)
+        extra = disks.attach(list(self.config.additional_disks or []), self.dir)
         try:
-            return self._run_qemu(qemu, cmdline.build(self._spec(qemu, tuple(map(str, extra)))))
+            return self._spawn(qemu.exe, cmdline.build(self._spec(qemu, tuple(map(str, extra)))))[0]
         except BaseException:
             if self._running_qemu() is None:
-                disks.unlock_all(d)
+                disks.unlock_all(self.dir)
             raise
 
-    def _run_qemu(self, qemu: _Qemu, args: list[str]) -> subprocess.Popen:
+    def _refuse_running(self) -> None:
+        running = self._running_qemu()
+        if running is not None:
+            raise StartFailed(f"qemu of instance {self.dir.name!r} is already running (pid {running.pid})")
+
+    def _spawn(self, exe: str, args: list[str]) -> tuple[subprocess.Popen, Path, int]:
+        """Run QEMU and return once QMP answers: the process, its log, and where this run's output starts."""
         from . import cmdline
 
         d = self.dir
@@ -256,18 +268,18 @@ class QemuDriver:
                 pass
         log_path = d / QEMU_LOG
         log.info("starting QEMU (hint: to watch the boot progress, see %s): %s %s", d / filenames.SERIAL_LOG,
-                 qemu.exe, " ".join(args))
+                 exe, " ".join(args))
         with open(log_path, "ab") as out:
-            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {qemu.exe} {' '.join(args)}\n".encode())
+            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {exe} {' '.join(args)}\n".encode())
             out.flush()
             start = out.tell()
             try:
-                proc = subprocess.Popen([qemu.exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                proc = subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                         start_new_session=True, close_fds=True)
             except OSError as exc:
-                raise StartFailed(f"cannot run {qemu.exe}: {exc.strerror}") from None
+                raise StartFailed(f"cannot run {exe}: {exc.strerror}") from None
         self._wait_started(proc, log_path, start)
-        return proc
+        return proc, log_path, start
 
     def _wait_started(self, proc: subprocess.Popen, log_path: Path, log_start: int) -> None:
         """Return once QMP answers (qemu sends its greeting only after the machine is built)."""
@@ -357,6 +369,8 @@ class QemuDriver:
         proc = self._running_qemu()
         if proc is not None:
             self._shutdown(proc)
+        elif savedstate.discard(d):
+            log.info("discarded the saved state of %s (it was suspended)", d.name)
         if proc is None or processes.wait_exit(proc, 0):
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
@@ -388,6 +402,61 @@ class QemuDriver:
             except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
                 log.debug("pressing the power button again: %s", exc)
         log.info("QEMU has exited")
+
+    # -- suspend (lima-core's) ------------------------------------------------------------
+
+    @hookimpl
+    def suspend(self) -> int:
+        with self._lock:
+            proc = self._running_qemu()
+            if proc is None:
+                raise DriverError(f"cannot suspend: instance {self.dir.name!r} is not running")
+            return savedstate.save(self._qmp_sock, self.dir, proc)
+
+    @hookimpl
+    def resume(self) -> StartHandle:
+        from . import cmdline
+
+        inst, d = self.instance, self.dir
+        assert inst is not None
+        with self._lock:
+            self._refuse_running()
+            saved = savedstate.read(d)
+            if saved is None:
+                raise StartFailed(f"instance {inst.name!r} has no saved state to resume "
+                                  f"({savedstate.state_path(d)} or {savedstate.info_path(d)} is missing)")
+            savedstate.check(saved, d)
+            exe, *args = saved.argv
+            if inst.ssh_local_port:
+                try:
+                    args = cmdline.with_ssh_port(args, inst.ssh_local_port)
+                except ValueError as exc:
+                    raise StartFailed(f"cannot resume the VM: {exc}") from None
+            # the saved command line attaches the additional disks it had: lock them again
+            disks.attach(list(self.config.additional_disks or []), d)
+            try:
+                proc, log_path, start = self._spawn(exe, [*args, "-incoming", "defer"])
+            except BaseException:
+                disks.unlock_all(d)
+                raise
+            try:
+                savedstate.restore(self._qmp_sock, d, saved, lambda: proc.poll() is None)
+            except BaseException as exc:
+                processes.kill(proc)
+                disks.unlock_all(d)
+                if isinstance(exc, StartFailed):
+                    tail = processes.log_tail(log_path, start)
+                    raise StartFailed(f"{exc.message}{f' (qemu: {tail})' if tail else ''}") from None
+                raise
+            self._proc = proc
+        log.info("resumed the VM of %s from its saved state", inst.name)
+        return StartHandle.for_process(proc, "qemu", on_cancel=lambda: processes.kill(proc))
+
+    def _refuse_if_suspended(self, what: str) -> None:
+        if not self._running() and savedstate.exists(self.dir):
+            raise DriverError(f"cannot {what}: instance {self.dir.name!r} is suspended, and its disk must stay as "
+                              f"it was saved; resume it (`lima resume {self.dir.name}`) or discard the saved state "
+                              f"(`lima stop {self.dir.name}`) first")
 
     # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
     # A driver that implements it is asked by every `lima list` (as an external driver, that
@@ -442,6 +511,7 @@ class QemuDriver:
         """Lima's snapshot operations: HMP ``savevm``/``loadvm``/``delvm`` while running, else
         ``qemu-img snapshot`` on the disk. Only ``create`` takes a tag that does not exist yet."""
         command, must_exist = _SNAPSHOT_OPS[op]
+        self._refuse_if_suspended(f"{op} snapshot {tag!r}")
         if (tag in self._tags(tag)) != must_exist:
             raise DriverError(f"snapshot {tag!r} " + ("not found" if must_exist else "already exists"))
         if not self._running():

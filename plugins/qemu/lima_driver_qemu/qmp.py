@@ -39,8 +39,12 @@ class QMPCommandError(Exception):
 
 
 def run(sock: Path, commands: list[tuple[str, dict[str, Any] | None]], *,
-        connect_timeout: float = CONNECT_TIMEOUT, timeout: float | None = COMMAND_TIMEOUT) -> list[Any]:
+        connect_timeout: float = CONNECT_TIMEOUT, timeout: float | None = COMMAND_TIMEOUT,
+        fd: int | None = None) -> list[Any]:
     """Execute *commands* in order on one connection; their return values.
+
+    *fd* is passed to QEMU (SCM_RIGHTS) just before the first ``getfd``
+    command, which names it for later commands (``migrate`` to ``fd:NAME``).
 
     :raises QMPUnavailable: cannot connect (or negotiate) within *connect_timeout*.
     :raises QMPCommandError: a command failed; later ones are not sent.
@@ -55,8 +59,12 @@ def run(sock: Path, commands: list[tuple[str, dict[str, Any] | None]], *,
             raise QMPUnavailable(f"cannot connect to {sock}: {_describe(exc)}") from None
         try:
             results = []
+            pending_fd = fd
             for name, arguments in commands:
                 try:
+                    if name == "getfd" and pending_fd is not None:
+                        client.send_fd_scm(pending_fd)
+                        pending_fd = None
                     results.append(await asyncio.wait_for(client.execute(name, arguments), timeout))
                 except ExecuteError as exc:
                     raise QMPCommandError(f"QMP {name}: {exc}") from None

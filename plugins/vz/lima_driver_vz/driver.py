@@ -12,22 +12,35 @@ driver server both end the start stream on SIGTERM, which asks the guest to
 power off before they exit), and ``stop`` waits up to 30 s for it to exit.
 Snapshots, display passwords and VNC are not implemented, so the host reports
 "driver 'vz' does not support snapshots" (or "a display").
+
+``suspend`` (lima-core's, macOS 14 or later) pauses the VM, has the framework
+save its state to ``vz.savedstate`` (``saveMachineStateToURL``), and stops it;
+``resume`` builds the same configuration, restores the state into it
+(``restoreMachineStateFromURL``, which refuses a file made for another
+configuration) and resumes it. Beside the state, ``vz.savedstate.json``
+records the disk's identity: a disk changed meanwhile is refused at resume,
+since the saved memory would corrupt it. ``stop`` with no VM running discards
+the saved state, as does a ``start``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from lima_core import bootscripts, hookimpl, pidfile
+from lima_core import atomicfile, bootscripts, filenames, hookimpl, pidfile, suspended
 from lima_core.errors import ConfigError, DriverError, DriverTimeout, HostUnsupported, NoDisplay, StartFailed
 from lima_core.limatype import DriverFeatures, Info, Instance
 from lima_core.starthandle import StartHandle
@@ -35,6 +48,7 @@ from lima_core.starthandle import StartHandle
 from . import config, datadisks, disk, entitlement, hostinfo, identifier, options, running, validation
 from .framework import Bindings
 from .framework import load as load_framework
+from .framework.machine import STOPPED, Machine
 from .hostinfo import HostFacts
 from .options import VZOptions
 from .sshforward import DHCPD_LEASES, Forwarder, PreferFirst, lease_ip, tcp_dialer
@@ -134,14 +148,19 @@ class VZDriver:
 
     @hookimpl
     def start(self) -> StartHandle:
+        if self.instance is not None and self._discard_saved():
+            log.warning("discarded the saved state of %s: a boot makes it stale", self.instance.name)
+        log.info("starting vz (to watch the boot, see %s)", self.dir / "serialv.log")
+        return self._run(lambda machine: machine.start())
+
+    def _run(self, bring_up: Callable[[Machine], None]) -> StartHandle:
+        """Make the instance's VM and *bring_up* it (boot it, or restore it), then watch it and forward SSH."""
         from .framework.configuration import realize
-        from .framework.machine import Machine
 
         inst = self._configured()
         b = self._bindings()
         entitlement.require(b)
         inst_dir = self.dir
-        log.info("starting vz (to watch the boot, see %s)", inst_dir / "serialv.log")
         if running.lookup(inst_dir) is not None:  # before claim_pid_file, which would drop its vz.pid
             raise StartFailed(f"the VM of {inst.name} is already running in this process")
         running.claim_pid_file(inst_dir)
@@ -150,6 +169,7 @@ class VZDriver:
         for directory in config.share_directories(spec):
             os.makedirs(directory, mode=0o750, exist_ok=True)
         locked: list[str] = []
+        machine: Machine | None = None
         try:
             for name in datadisks.names(inst.config.additional_disks):  # type: ignore[union-attr]
                 datadisks.lock(name, inst_dir)
@@ -158,8 +178,12 @@ class VZDriver:
                 if not storage.read_only:
                     disk.check_not_in_use(Path(storage.path))
             machine = Machine(b, realize(b, spec, ident), f"io.lima-vm.vz.{inst.name}")
-            machine.start()
+            bring_up(machine)
         except BaseException:
+            if machine is not None:
+                with contextlib.suppress(DriverError):
+                    if machine.state() != STOPPED:  # a restored VM that would not resume
+                        machine.force_stop()
             for name in locked:
                 datadisks.unlock(name, inst_dir)
             raise
@@ -207,6 +231,84 @@ class VZDriver:
                 raise DriverTimeout("vz timeout while waiting for stop status")
             return
         _stop_other_process(self.dir)
+        if self._discard_saved():
+            log.info("discarded the saved state of %s (it was suspended)", self.dir.name)
+
+    # -- suspend (lima-core's) --------------------------------------------------------------
+
+    def _saved_paths(self) -> tuple[Path, Path]:
+        return self.dir / filenames.VZ_SAVED_STATE, self.dir / filenames.VZ_SAVED_STATE_INFO
+
+    def _discard_saved(self) -> bool:
+        found = False
+        state, info = self._saved_paths()
+        for path in (info, state, state.with_name(state.name + ".tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                found = True
+        return found
+
+    def _require_save_restore(self, what: str, error: type[Exception]) -> None:
+        if not self.facts.macos_at_least(hostinfo.SAVE_RESTORE_MACOS):
+            needed = ".".join(map(str, hostinfo.SAVE_RESTORE_MACOS[:1]))
+            raise error(f"vz can {what} on macOS {needed} or later; this host runs {self.facts.describe()}")
+
+    @hookimpl
+    def suspend(self) -> int:
+        self._require_save_restore("suspend a VM", DriverError)
+        vm = running.lookup(self.dir)
+        if vm is None:
+            raise DriverError(f"cannot suspend: the VM of {self._configured().name} is not running in this process")
+        vm.machine.validate_save_restore()
+        state, info = self._saved_paths()
+        tmp = state.with_name(state.name + ".tmp")
+        vm.machine.pause()
+        try:
+            vm.machine.save_state(str(tmp))
+            vm.machine.force_stop()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(DriverError):
+                vm.machine.resume()  # the VM runs on, as it was
+            raise
+        if not vm.stopped.wait(STOP_TIMEOUT):
+            raise DriverTimeout(f"the VM of {vm.name} did not stop within {STOP_TIMEOUT:g} s after its state was saved")
+        os.replace(tmp, state)
+        size = state.stat().st_size
+        record = {"files": suspended.file_identity(self.dir, (filenames.DISK,)), "stateBytes": size,
+                  "savedAt": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        atomicfile.write(info, json.dumps(record, indent=1) + "\n", mode=0o600, sync=True)
+        return size
+
+    @hookimpl
+    def resume(self) -> StartHandle:
+        self._require_save_restore("resume a VM", StartFailed)
+        state, info = self._saved_paths()
+        try:
+            record = json.loads(info.read_text())
+            files = {str(k): [int(x) for x in v] for k, v in record["files"].items()}
+        except FileNotFoundError:
+            raise StartFailed(f"instance {self._configured().name!r} has no saved state to resume ({info})") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StartFailed(f"the saved state's record {info} cannot be read ({exc})") from None
+        if not state.exists():
+            raise StartFailed(f"instance {self._configured().name!r} has no saved state to resume ({state})")
+        changed = suspended.changed_files(files, self.dir)
+        if changed:
+            raise StartFailed(f"{' and '.join(changed)} changed since the VM was saved ({record.get('savedAt')}); "
+                              "the saved memory no longer matches it, and resuming would corrupt it")
+
+        def restore(machine: Machine) -> None:
+            try:
+                machine.restore_state(str(state))
+                machine.resume()
+            except DriverError as exc:
+                raise StartFailed(str(exc)) from None
+
+        log.info("resuming vz from %s", state)
+        handle = self._run(restore)
+        self._discard_saved()  # the VM runs from it: spent
+        return handle
 
     @hookimpl
     def boot_scripts(self) -> dict[str, bytes]:

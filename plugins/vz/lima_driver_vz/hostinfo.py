@@ -22,6 +22,8 @@ ASIF_MACOS = (26, 0)
 INTEL_LINUX_612_MACOS = (15, 5)
 #: The Rosetta share takes caching options from this macOS on.
 ROSETTA_CACHING_MACOS = (14, 0)
+#: Virtualization.framework saves and restores a VM's state from this macOS on.
+SAVE_RESTORE_MACOS = (14, 0)
 
 
 @dataclasses.dataclass(frozen=True)

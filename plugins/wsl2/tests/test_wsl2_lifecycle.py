@@ -149,6 +149,10 @@ def test_info_and_the_rest(make: Callable, tmp_path: Path) -> None:
     for hook in ("create_snapshot", "run_gui", "change_display_password"):
         with pytest.raises(UnsupportedOperation, match="driver 'wsl2' does not support"):
             host.call(hook, **({"tag": "t"} if "snapshot" in hook else {"password": "p"} if "password" in hook else {}))
+    # WSL cannot save a distribution's memory: suspend is not supported, said as for any missing capability.
+    for call in (host.suspend, host.resume):
+        with pytest.raises(UnsupportedOperation, match="^driver 'wsl2' does not support suspend$"):
+            call()
     scripts = host.boot_scripts()
     assert list(scripts) == ["boot.Linux/02-no-cloud-init-setup.sh"]
     assert scripts == bootscripts.load("lima_driver_wsl2")  # the one loader in lima_core

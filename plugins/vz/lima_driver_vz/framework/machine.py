@@ -22,8 +22,10 @@ from .configuration import _describe
 
 STATE_NAMES = {0: "stopped", 1: "running", 2: "paused", 3: "error", 4: "starting", 5: "pausing",
                6: "resuming", 7: "stopping", 8: "saving", 9: "restoring"}
-STOPPED, RUNNING, ERROR = 0, 1, 3
+STOPPED, RUNNING, PAUSED, ERROR = 0, 1, 2, 3
 START_TIMEOUT = 60.0
+#: saving or restoring the state writes or reads the whole guest memory
+SAVE_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 10.0
 
 
@@ -84,6 +86,49 @@ class Machine:
         ok, error = self.on_queue(lambda: self.vm.requestStopWithError_(None))
         if not ok:
             raise DriverError(f"vz could not ask the guest to stop: {_describe(error)}")
+
+    # -- suspend: pause, save, forced stop; restore, resume (save and restore need macOS 14) ----------
+
+    def _call(self, selector: str, what: str, *args: Any, timeout: float = SAVE_TIMEOUT) -> None:
+        """Run a completion-handler method of the VM; DriverError with the framework's reason on failure."""
+        try:
+            method = getattr(self.vm, selector)
+        except AttributeError:
+            raise DriverError(f"vz cannot {what} here: Virtualization.framework has no {selector} "
+                              "(it needs macOS 14 or later)") from None
+        (error,) = self._wait(lambda handler: method(*args, handler), timeout, what)
+        if error is not None:
+            raise DriverError(f"vz could not {what}: {_describe(error)}")
+
+    def validate_save_restore(self) -> None:
+        """:raises DriverError: the framework cannot save this VM's configuration (it says why)."""
+        try:
+            ok, error = self.on_queue(lambda: self.vm.configuration().validateSaveRestoreSupportWithError_(None))
+        except AttributeError:
+            raise DriverError("vz cannot save a VM here: Virtualization.framework has no "
+                              "validateSaveRestoreSupport (it needs macOS 14 or later)") from None
+        if not ok:
+            raise DriverError(f"vz cannot save this VM: {_describe(error)}")
+
+    def pause(self) -> None:
+        self._call("pauseWithCompletionHandler_", "pause the VM")
+
+    def resume(self) -> None:
+        self._call("resumeWithCompletionHandler_", "resume the VM")
+
+    def force_stop(self) -> None:
+        """End the VM without asking the guest (after its state is saved)."""
+        self._call("stopWithCompletionHandler_", "stop the VM")
+
+    def save_state(self, path: str) -> None:
+        """Write the paused VM's state to *path*; the VM stays paused."""
+        url = self._b.Foundation.NSURL.fileURLWithPath_(path)
+        self._call("saveMachineStateToURL_completionHandler_", "save the VM's state", url)
+
+    def restore_state(self, path: str) -> None:
+        """Load *path* into this stopped VM, which is then paused."""
+        url = self._b.Foundation.NSURL.fileURLWithPath_(path)
+        self._call("restoreMachineStateFromURL_completionHandler_", "restore the VM's saved state", url)
 
     def connect_vsock(self, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
         """A stream socket connected to the guest's vsock *port*."""

@@ -29,6 +29,14 @@ matters to the driver:
   VM, in any process, that attaches a disk in use fails to start, and
   releases them when it stops. (The real framework, by tart's account, stalls
   at start instead; the driver checks before it starts.)
+- pause, resume and ``stopWithCompletionHandler_`` (a forced stop) work from
+  the states the framework allows them in (``canPause``, ``canResume``,
+  ``canStop``); save and restore are macOS 14's: ``saveMachineStateToURL``
+  only from paused (the VM stays paused), ``restoreMachineStateFromURL`` only
+  on a stopped VM whose configuration is the saved one (else the framework's
+  "incompatible" error), leaving it paused; ``validateSaveRestoreSupport``
+  refuses with ``world.save_restore_unsupported``. The guest's "memory" is a
+  token made at start (``machine.memory``), which the save file carries.
 - the Rosetta caching options are checked against the guest side: at start
   the machine records in ``rosetta_cache`` whether the socket Rosetta was
   told about is where the guest's ``rosettad`` listens
@@ -45,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import socket
 import threading
@@ -67,7 +76,7 @@ from .fakeobjc import (
     _quartz,
 )
 
-STOPPED, RUNNING, PAUSED, ERROR, STARTING, PAUSING, RESUMING, STOPPING = range(8)
+STOPPED, RUNNING, PAUSED, ERROR, STARTING, PAUSING, RESUMING, STOPPING, SAVING, RESTORING = range(10)
 ENTITLEMENT = "com.apple.security.virtualization"
 
 
@@ -108,6 +117,10 @@ class World:
     #: where the guest's rosettad listens ("@name" for an abstract socket); None: no daemon
     rosetta_guest_socket: str | None = None
     nested_supported: bool = True
+    #: validateSaveRestoreSupport fails with this message
+    save_restore_unsupported: str | None = None
+    #: saveMachineStateToURL fails with this message (the VM stays paused)
+    save_error: str | None = None
     #: guest vsock port -> handler of the guest end of each connection
     vsock_listeners: dict[int, Callable[[socket.socket], None]] = dataclasses.field(
         default_factory=lambda: {2222: echo})
@@ -175,6 +188,10 @@ class VZVirtualMachine(FakeObject):
         self.stop_requests = 0
         #: set at start: "connected", "not configured", or "unreachable: <why>"
         self.rosetta_cache: str | None = None
+        #: the guest's "memory": made at start, carried by a save file into the machine that restores it
+        self.memory: str | None = None
+        #: the save file this machine was restored from
+        self.restored_from: str | None = None
 
     def initWithConfiguration_queue_(self, config: Any, queue: Any) -> Any:  # noqa: N802
         self._config, self._queue = config, queue
@@ -256,6 +273,7 @@ class VZVirtualMachine(FakeObject):
 
         def running() -> None:
             self._state = RUNNING
+            self.memory = os.urandom(8).hex()
             self._serial("fake vz: the guest is running\n")
             handler(None)
             if self.world.stops_after is not None:
@@ -277,6 +295,121 @@ class VZVirtualMachine(FakeObject):
             self._state = STOPPING
             self._later(self.world.stop_delay, self._power_off)
         return True, None
+
+    # -- pause, resume, forced stop; save and restore (macOS 14) -------------------------------
+
+    def canPause(self) -> bool:  # noqa: N802
+        self._assert_on_queue()
+        return self._state == RUNNING
+
+    def canResume(self) -> bool:  # noqa: N802
+        self._assert_on_queue()
+        return self._state == PAUSED
+
+    def canStop(self) -> bool:  # noqa: N802
+        self._assert_on_queue()
+        return self._state in (RUNNING, PAUSED, ERROR)
+
+    def _transition(self, allowed: bool, why: str, during: int, after: int,
+                    handler: Callable[[Any], None]) -> None:
+        if not allowed:
+            self._later(0, lambda: handler(FakeError(why)))
+            return
+        self._state = during
+
+        def done() -> None:
+            self._state = after
+            handler(None)
+
+        self._later(0.01, done)
+
+    def pauseWithCompletionHandler_(self, handler: Callable[[Any], None]) -> None:  # noqa: N802
+        self._assert_on_queue()
+        self._transition(self._state == RUNNING, "the VM cannot be paused in its current state", PAUSING, PAUSED,
+                         handler)
+
+    def resumeWithCompletionHandler_(self, handler: Callable[[Any], None]) -> None:  # noqa: N802
+        self._assert_on_queue()
+        self._transition(self._state == PAUSED, "the VM cannot be resumed in its current state", RESUMING, RUNNING,
+                         handler)
+
+    def stopWithCompletionHandler_(self, handler: Callable[[Any], None]) -> None:  # noqa: N802
+        """A forced stop: the guest is not asked."""
+        self._assert_on_queue()
+        if self._state not in (RUNNING, PAUSED, ERROR):
+            self._later(0, lambda: handler(FakeError("the VM cannot be stopped in its current state")))
+            return
+
+        def done() -> None:
+            self._power_off()
+            handler(None)
+
+        self._later(0.01, done)
+
+    def _fingerprint(self) -> str:
+        """What a save file must match: the CPUs, the memory, the devices (their classes, in order), and the
+        platform's machine identifier. How each object was made is not part of it (a variable store is
+        created at the first boot and opened at every later one)."""
+        props = self._config.props
+        platform = props.get("platform")
+        ident = platform.props.get("machineIdentifier") if platform is not None else None
+        devices = {key: [type(d).__name__ for d in props.get(key) or []] for key in props if key.endswith("s")}
+        return json.dumps({"CPUCount": props.get("CPUCount"), "memorySize": props.get("memorySize"),
+                           "devices": devices,
+                           "machineIdentifier": ident.dataRepresentation().hex() if ident is not None else None},
+                          sort_keys=True)
+
+    def saveMachineStateToURL_completionHandler_(self, url: Any, handler: Callable[[Any], None]) -> None:  # noqa: N802
+        self._assert_on_queue()
+        ok, error = self._config.validateSaveRestoreSupportWithError_(None)
+        failure = (None if self._state == PAUSED else "the VM must be paused to save its state") or \
+            (None if ok else error.localizedDescription()) or self.world.save_error
+        if failure:
+            self._later(0, lambda: handler(FakeError(failure)))
+            return
+        self._state = SAVING
+        text = json.dumps({"configuration": self._fingerprint(), "memory": self.memory})
+
+        def done() -> None:
+            try:
+                with open(url.path(), "w") as f:
+                    f.write(text)
+            except OSError as exc:
+                self._state = PAUSED
+                handler(FakeError(f"The virtual machine state could not be saved: {exc.strerror}"))
+                return
+            self._state = PAUSED
+            handler(None)
+
+        self._later(0.01, done)
+
+    def restoreMachineStateFromURL_completionHandler_(self, url: Any,  # noqa: N802
+                                                      handler: Callable[[Any], None]) -> None:
+        self._assert_on_queue()
+        failure = None if self._state == STOPPED else "the VM must be stopped to restore a saved state"
+        saved: dict[str, Any] = {}
+        if failure is None:
+            try:
+                with open(url.path()) as f:
+                    saved = json.load(f)
+            except (OSError, ValueError) as exc:
+                failure = f"The saved state could not be read: {exc}"
+        if failure is None and saved.get("configuration") != self._fingerprint():
+            failure = "The saved state is incompatible with the virtual machine configuration."
+        if failure is None:
+            failure = self._take_disks()
+        if failure:
+            self._later(0, lambda: handler(FakeError(failure or "")))
+            return
+        self._state = RESTORING
+
+        def done() -> None:
+            self.memory = saved.get("memory")
+            self.restored_from = url.path()
+            self._state = PAUSED
+            handler(None)
+
+        self._later(0.01, done)
 
 
 # -- Security --------------------------------------------------------------------------------------------
@@ -300,7 +433,8 @@ _CONSTANTS = dict(
     VZEFIVariableStoreInitializationOptionAllowOverwrite=devices.ALLOW_OVERWRITE,
     VZVirtualMachineStateStopped=STOPPED, VZVirtualMachineStateRunning=RUNNING,
     VZVirtualMachineStatePaused=PAUSED, VZVirtualMachineStateError=ERROR, VZVirtualMachineStateStarting=STARTING,
-    VZVirtualMachineStateStopping=STOPPING,
+    VZVirtualMachineStateStopping=STOPPING, VZVirtualMachineStateSaving=SAVING,
+    VZVirtualMachineStateRestoring=RESTORING,
     VZLinuxRosettaAvailabilityNotSupported=0, VZLinuxRosettaAvailabilityNotInstalled=1,
     VZLinuxRosettaAvailabilityInstalled=2,
 )

@@ -3,6 +3,8 @@
 Each class refuses what Virtualization.framework refuses, as its headers and
 documentation state it (the wording of the errors is the fake's own):
 
+- ``VZVirtualMachineConfiguration.validateSaveRestoreSupportWithError_``
+  (macOS 14): refuses with ``world.save_restore_unsupported``;
 - ``VZVirtualMachineConfiguration.validateWithError_``: the process's
   ``com.apple.security.virtualization`` entitlement first, then a boot
   loader and a platform, a CPU count between ``minimumAllowedCPUCount`` and
@@ -60,6 +62,10 @@ class VZVirtualMachineConfiguration(FakeObject):
     @classmethod
     def maximumAllowedMemorySize(cls) -> int:  # noqa: N802
         return cls.world.max_memory
+
+    def validateSaveRestoreSupportWithError_(self, _error: None) -> tuple[bool, Any]:  # noqa: N802
+        why = self.world.save_restore_unsupported
+        return (False, FakeError(why)) if why else (True, None)
 
     def validateWithError_(self, _error: None) -> tuple[bool, Any]:  # noqa: N802
         world = self.world
@@ -385,4 +391,7 @@ INTRODUCED = {
     "VZVirtualMachineView.automaticallyReconfiguresDisplay": (14, 0),
     "VZGenericPlatformConfiguration.nestedVirtualizationEnabled": (15, 0),
     "VZGenericPlatformConfiguration.isNestedVirtualizationSupported": (15, 0),
+    "VZVirtualMachineConfiguration.validateSaveRestoreSupportWithError_": (14, 0),
+    "VZVirtualMachine.saveMachineStateToURL_completionHandler_": (14, 0),
+    "VZVirtualMachine.restoreMachineStateFromURL_completionHandler_": (14, 0),
 }
