@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import atomicfile
+from . import atomicfile, textfile
+from .errors import CorruptFile
 from .filenames import PID_IDENTITY_SUFFIX
 from .processes import wait_exit as wait_exit  # public SDK (docs/authors.md): drivers wait on pid-file processes
 
@@ -83,23 +84,21 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
         an option value, e.g. ``--inst-dir DIR`` or ``-pidfile DIR/qemu.pid``)
         when no identity record exists.
     :param prune: remove the file when its process is gone.
+
+    A file that holds no process id (garbled: not UTF-8, not a number) still
+    leads to its process when the identity record beside it names a live one;
+    the reason then says the file is garbled.
     """
     import psutil
 
     try:
-        text = path.read_text().strip()
+        pid = _number(path)
     except FileNotFoundError:
         return PidStatus()
     except OSError as exc:
         return PidStatus(reason=f"cannot read {path}: {exc.strerror}")
-    try:
-        pid = int(text)
-        if pid <= 0:
-            raise ValueError
-    except ValueError:
-        if prune:
-            remove(path)
-        return PidStatus(reason=f"{path} does not hold a process id")
+    except CorruptFile as exc:
+        return _garbled(path, exc.message, prune)
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -133,6 +132,36 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
         return PidStatus(pid=pid, reason=f"process {pid} from {path.name} does not serve {owner} "
                                          f"(it is {what}); left it alone")
     return PidStatus(pid=pid, process=proc)
+
+
+def _number(path: Path) -> int:
+    """The process id *path* holds. CorruptFile when it holds anything else."""
+    text = textfile.read(path).strip()
+    if not text.isdigit() or int(text) <= 0:
+        raise CorruptFile(f"{path} does not hold a process id ({text[:20]!r})")
+    return int(text)
+
+
+def _garbled(path: Path, why: str, prune: bool) -> PidStatus:
+    """A pid file that holds no number: its process is still known if the identity record beside it names a
+    live process that started when recorded (the record is written first, see :func:`write`)."""
+    import psutil
+
+    record = _read_identity(path)
+    if record is not None and isinstance(record.get("pid"), int) and "createTime" in record \
+            and isinstance(record.get("file"), str) and _same_path(record["file"], path):
+        try:
+            proc = psutil.Process(record["pid"])
+            if proc.status() != psutil.STATUS_ZOMBIE \
+                    and abs(float(record["createTime"]) - proc.create_time()) <= _START_TIME_SLACK:
+                return PidStatus(pid=proc.pid, process=proc, reason=f"{why}; process {proc.pid} recorded in "
+                                                                     f"{identity_path(path).name} is used")
+        except (psutil.Error, TypeError, ValueError):
+            pass
+    if prune:
+        remove(path)
+        why += "; removed it"
+    return PidStatus(reason=why)
 
 
 def names_dir(cmdline: list[str], directory: Path) -> bool:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import atomicfile, dirnames, filenames
+from . import atomicfile, dirnames, filenames, textfile
 from .errors import LimaError
 from .limatype import LimaYAML
 
@@ -57,7 +57,11 @@ def ensure_user_key() -> Path:
 
 def public_keys(cfg: LimaYAML | None = None) -> list[str]:
     """lima's public key, plus ``~/.ssh/*.pub`` when ``ssh.loadDotSSHPubKeys`` is true."""
-    keys = [ensure_user_key().with_suffix(".pub").read_text().strip()]
+    pub = ensure_user_key().with_suffix(".pub")
+    keys = [textfile.read(pub).strip()]
+    if len(keys[0].split()) < 2 or "\n" in keys[0] or not keys[0].split()[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise SSHError(f"{pub} does not hold an SSH public key; remove it and {pub.with_suffix('')} to have lima "
+                       "make a new pair (the next start of each instance installs it)")
     if cfg is not None and cfg.ssh is not None and cfg.ssh.load_dot_ssh_pub_keys:
         for pub in sorted((Path.home() / ".ssh").glob("*.pub")):
             text = pub.read_text().strip()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import filenames, hookimpl, pidfile, processes
+from lima_core import filenames, hookimpl, pidfile, processes, textfile
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
 from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
@@ -311,7 +311,7 @@ class QemuDriver:
             memory_mib=self._memory_bytes() >> 20, cpus=self._cpus(),
             firmware=firmware.find(cfg, arch, qemu.exe, d),
             iso=(d / filenames.ISO).exists(), kernel=(d / filenames.KERNEL).exists(),
-            kernel_cmdline=cmdline_path.read_text().strip() if cmdline_path.exists() else None,
+            kernel_cmdline=textfile.read(cmdline_path).strip() if cmdline_path.exists() else None,
             initrd=(d / filenames.INITRD).exists(),
             ssh_address=inst.ssh_address or DEFAULT_SSH_ADDRESS, ssh_local_port=port, mac=mac_address(d),
             mounts=tuple(shared),
