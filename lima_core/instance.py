@@ -202,7 +202,8 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         # would cost an external driver one more process (and the host agent asks it anyway).
         inst = store.inspect(name, driver_status=False)
         if inst.errors and inst.config is None:
-            raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
+            raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}; fix that, or run "
+                                f"`lima delete -f {name}` to remove the instance")
         assert inst.config is not None
         # Refusals here, before anything runs; the host agent, which knows the driver's features, warns.
         fields.enforce(inst.config, inst.vm_type, str(inst_dir / filenames.LIMA_YAML), warn=False)
@@ -325,7 +326,8 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     if not ha.alive or ha.process is None:
         inst = store.inspect(name)
         if inst.driver_pid:
-            raise InstanceError(f"instance {name!r} is broken ({'; '.join(inst.errors)}); run `lima stop -f {name}`")
+            raise InstanceError(f"the {inst.vm_type} VM of instance {name!r} is running without its host agent "
+                                f"(pid {inst.driver_pid}); run `lima stop -f {name}`")
         if _busy(inst_dir):
             raise InstanceLocked(f"instance {name!r} is being started or changed by another lima command; "
                                  "run `lima stop` again when that has finished")
@@ -388,10 +390,13 @@ def delete(name: str, force: bool = False) -> list[str]:
         return [f"instance {name!r} does not exist; nothing to delete"]
     inst = store.inspect(name)
     if not force and inst.status != STATUS_STOPPED:
-        what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
-        if inst.errors:
-            what += f" ({'; '.join(inst.errors)})"
-        raise InstanceError(f"instance {name!r} is {what}; run `lima stop {name}` first, or `lima delete -f {name}`")
+        if inst.status == STATUS_RUNNING:
+            raise InstanceError(f"instance {name!r} is running; run `lima stop {name}` first, or "
+                                f"`lima delete -f {name}`")
+        # Broken (or a driver's own status): `lima stop` may not apply; a forced delete always does.
+        why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
+        raise InstanceError(f"instance {name!r} is {inst.status or 'in an unknown state'}{why}; "
+                            f"`lima delete -f {name}` deletes it anyway")
     if inst.protected:
         raise InstanceError(f"instance {name!r} is protected; remove {inst_dir / filenames.PROTECTED} to delete it")
     with instance_lock(inst_dir, timeout=30):

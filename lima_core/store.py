@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import atomicfile, dirnames, filenames, limayaml, pidfile
+from . import atomicfile, dirnames, filenames, limayaml, pidfile, textfile
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
-from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
+from .errors import ConfigError, CorruptFile, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
 from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
 
 log = logging.getLogger("lima_core")
@@ -99,13 +99,15 @@ def read_driver_info(inst_dir: Path) -> dict[str, Any]:
 
 
 def ssh_port_from_config(inst_dir: Path) -> int:
+    """``Port N`` from the instance's ssh.config; 0 without one. CorruptFile when it is not text."""
     try:
-        for line in (inst_dir / filenames.SSH_CONFIG).read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
-                return int(parts[1])
+        text = textfile.read(inst_dir / filenames.SSH_CONFIG)
     except OSError:
-        pass
+        return 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
+            return int(parts[1])
     return 0
 
 
@@ -168,16 +170,24 @@ def _read(name: str) -> tuple[Instance, bool | None]:
     inst.protected = (inst_dir / filenames.PROTECTED).exists()
     inst.message = cfg.message or ""
     try:
-        inst.lima_version = (inst_dir / filenames.LIMA_VERSION).read_text().strip()
+        inst.lima_version = textfile.read(inst_dir / filenames.LIMA_VERSION).strip()
     except OSError:
         inst.lima_version = ""
+    except CorruptFile as exc:
+        inst.lima_version = ""
+        inst.errors.append(exc.message)
 
     ha = host_agent(inst_dir)
-    if ha.reason and not ha.alive and ha.pid:
+    if ha.reason and (ha.alive or not ha.pid):  # a garbled pid file: say so
+        inst.errors.append(ha.reason)
+    elif ha.reason:
         log.debug("%s", ha.reason)
     inst.host_agent_pid = ha.pid if ha.alive else 0
     if inst.ssh_local_port == 0:
-        inst.ssh_local_port = ssh_port_from_config(inst_dir)
+        try:
+            inst.ssh_local_port = ssh_port_from_config(inst_dir)
+        except CorruptFile as exc:
+            inst.errors.append(exc.message)
     return inst, "inspect_status" in read_driver_info(inst_dir).get("hooks", [])
 
 
@@ -187,22 +197,24 @@ def _settle(inst: Instance, answer: str | LimaError) -> Instance:
         inst.status = STATUS_BROKEN
         inst.errors.append(answer.message)
         return inst
+    name, inst_dir = inst.name, Path(inst.dir)
+    vm = vm_process(inst_dir, inst.vm_type)
+    if vm.reason and (vm.alive or not vm.pid):  # a garbled pid file: say so
+        inst.errors.append(vm.reason)
+    inst.driver_pid = vm.pid if vm.alive else 0
     if answer:
         inst.status = answer
         return inst
-    name, inst_dir = inst.name, Path(inst.dir)
-    vm = vm_process(inst_dir, inst.vm_type)
-    inst.driver_pid = vm.pid if vm.alive else 0
     if inst.host_agent_pid and inst.driver_pid:
         inst.status = STATUS_RUNNING
     elif not inst.host_agent_pid and not inst.driver_pid:
         inst.status = STATUS_STOPPED
     elif inst.host_agent_pid:
         inst.status = STATUS_BROKEN
-        inst.errors.append("host agent is running but driver is not")
+        inst.errors.append(f"the host agent is running but the {inst.vm_type} VM is not; run `lima stop {name}`")
     else:
         inst.status = STATUS_BROKEN
-        inst.errors.append(f"{inst.vm_type} driver is running but host agent is not; run `lima stop -f {name}`")
+        inst.errors.append(f"the {inst.vm_type} VM is running but its host agent is not; run `lima stop -f {name}`")
     return inst
 
 

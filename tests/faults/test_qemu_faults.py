@@ -108,7 +108,7 @@ def test_host_agent_killed_then_stop_f(lima, rig: Rig) -> None:
     os.kill(inst["hostAgentPID"], signal.SIGKILL)
     broken = wait_status("q", "Broken")
     assert broken["status"] == "Broken"
-    assert "qemu driver is running but host agent is not; run `lima stop -f q`" in broken["errors"][0]
+    assert "the qemu VM is running but its host agent is not; run `lima stop -f q`" in broken["errors"][0]
     lima("stop", "-f", "q", ok=True)
     assert not alive(inst["driverPID"])
     assert quick_status("q")["status"] == "Stopped"
