@@ -105,6 +105,7 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     if inst_dir.exists():
         raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
                              "first to recreate it")
+    store.check_socket_paths(name)
     cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
@@ -195,6 +196,7 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
     Returns False when the instance was already running.
     """
     inst_dir = store.existing_dir(name)
+    store.check_socket_paths(name)
     with instance_lock(inst_dir, timeout=30):
         if host_agent_running(inst_dir):
             return False
@@ -384,10 +386,12 @@ def stop_force(name: str) -> list[str]:
 
 
 def delete(name: str, force: bool = False) -> list[str]:
+    """Delete the instance, and finish interrupted deletes of that name. Notes to warn about."""
     inst_dir = dirnames.instance_dir(name)
     store.validate_name(name)
+    notes = finish_interrupted_deletes(name)
     if not inst_dir.is_dir():
-        return [f"instance {name!r} does not exist; nothing to delete"]
+        return notes or [f"instance {name!r} does not exist; nothing to delete"]
     inst = store.inspect(name)
     if not force and inst.status != STATUS_STOPPED:
         if inst.status == STATUS_RUNNING:
@@ -400,7 +404,7 @@ def delete(name: str, force: bool = False) -> list[str]:
     if inst.protected:
         raise InstanceError(f"instance {name!r} is protected; remove {inst_dir / filenames.PROTECTED} to delete it")
     with instance_lock(inst_dir, timeout=30):
-        notes = stop_forcibly(inst_dir, inst.vm_type)
+        notes += stop_forcibly(inst_dir, inst.vm_type)
         if not inst.errors or inst.config is not None:
             try:
                 host = load_driver(inst)
@@ -413,12 +417,25 @@ def delete(name: str, force: bool = False) -> list[str]:
     return notes
 
 
+def finish_interrupted_deletes(name: str) -> list[str]:
+    """Remove what interrupted ``lima delete`` runs of *name* left in LIMA_HOME; a note for each."""
+    notes = []
+    for path in store.interrupted_deletes(name):
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            notes.append(f"cannot remove {path}, left by an interrupted `lima delete {name}`: {exc.strerror or exc}")
+        else:
+            notes.append(f"removed {path}, left by an interrupted `lima delete {name}`")
+    return notes
+
+
 def _remove_instance_dir(inst_dir: Path) -> None:
     """Remove *inst_dir*, first renaming it out of LIMA_HOME's instances in one step: a command waiting
     for the instance's lock creates the lock file at each try, which could land in the directory while
     it is being emptied (its removal then failed with "Directory not empty"). If the removal fails, the
     rest goes back under the instance's name, for another ``lima delete -f``."""
-    doomed = inst_dir.with_name(f".{inst_dir.name}.deleting-{os.getpid()}")
+    doomed = dirnames.deleting_dir(inst_dir.name, os.getpid())
     os.rename(inst_dir, doomed)
     try:
         shutil.rmtree(doomed)

@@ -92,6 +92,7 @@ def from_data(data: dict[str, Any], source: str, *, text: str | None = None, war
     """Build, layer, fill and validate; errors carry ``file:line:col`` of the layer the bad value came from
     (``_config/default.yaml``, *source* or ``_config/override.yaml``; *source* only when *text* is given)."""
     config_dir = dirnames.config_dir()
+    dirnames.check_private()
     default, override = _read_layer(config_dir / filenames.DEFAULT_YAML), _read_layer(config_dir / filenames.OVERRIDE_YAML)
     layers = _Layers(default, _Layer(source, text, data), override)
     layered = merge_layers(default.data, data, override.data)

@@ -36,8 +36,8 @@ def ssh_binary() -> str:
 
 def ensure_user_key() -> Path:
     """``_config/user`` (an ed25519 private key), created on first use."""
-    config = dirnames.config_dir()
-    config.mkdir(parents=True, exist_ok=True)
+    config = dirnames.ensure_config_dir()
+    dirnames.check_private()
     key = config / filenames.USER_KEY
     if key.exists() and key.with_suffix(".pub").exists():
         return key

@@ -50,11 +50,21 @@ def validate_name(name: str) -> None:
     if name.lower().endswith((".yml", ".yaml")):
         raise InvalidName(f"invalid instance name {name!r}: it must not end in .yaml or .yml "
                           f"(to create from that file, run `lima create {name}`)")
+
+
+def check_socket_paths(name: str) -> None:
+    """The instance's sockets fit the unix socket path limit (Lima's check, at create and start).
+
+    Only commands that make sockets ask: an instance whose LIMA_HOME moved to
+    a longer path can still be listed, stopped and deleted.
+    """
     sock = str(dirnames.instance_dir(name)) + _LONGEST_SOCKET
     if len(sock) >= UNIX_PATH_MAX:
+        exists = dirnames.instance_dir(name).is_dir()
         raise InvalidName(f"instance name {name!r} is too long for LIMA_HOME {dirnames.lima_home()}: its sockets "
-                          f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; use a shorter name "
-                          "or a shorter LIMA_HOME")
+                          f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; "
+                          + ("use a shorter LIMA_HOME (`lima delete` still works here)" if exists
+                             else "use a shorter name or a shorter LIMA_HOME"))
 
 
 def existing_dir(name: str) -> Path:
@@ -259,6 +269,45 @@ def _answer(ask: Any, *args: Any) -> str | LimaError:
         return exc
 
 
+# -- interrupted deletes ----------------------------------------------------------------------
+
+
+def interrupted_deletes(name: str | None = None) -> list[Path]:
+    """What ``lima delete`` runs that were killed halfway left in LIMA_HOME (``.<name>.deleting-<pid>``).
+
+    ``lima delete`` renames the instance directory first and then removes it;
+    a directory whose deleting process is gone (no process has that pid, or
+    the one that has it started after the rename) is a leftover. One being
+    removed right now is not.
+    """
+    import psutil
+
+    left = []
+    for _, pid, path in dirnames.deleting_dirs(name):
+        try:
+            renamed = path.lstat().st_ctime
+            started = psutil.Process(pid).create_time()
+        except FileNotFoundError:
+            continue
+        except psutil.NoSuchProcess:
+            started = None
+        if started is None or started > renamed + 1:
+            left.append(path)
+    return left
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes *path* takes on disk (a sparse disk image counts what it uses)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for entry in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, entry)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
 def write_new(name: str, yaml_text: str) -> Path:
     """Create the instance directory (0700) with lima.yaml (0644) and lima-version (0444).
 
@@ -267,7 +316,7 @@ def write_new(name: str, yaml_text: str) -> Path:
     """
     inst_dir = dirnames.instance_dir(name)
     try:
-        inst_dir.parent.mkdir(parents=True, exist_ok=True)
+        dirnames.ensure_home()
         os.mkdir(inst_dir, 0o700)
     except FileExistsError:
         raise InstanceExists(f"instance {name!r} already exists") from None
