@@ -2,9 +2,8 @@
 
 Every instance is reached with the system ``ssh`` and the instance's
 ``ssh.config`` (``Host lima-<name>``), as ``limactl shell`` does. The key pair
-``$LIMA_HOME/_config/user`` is made on first use. lima-core does not use a
-ControlMaster: a persistent master would outlive ``lima shell`` and keep its
-caller's pipes open.
+``$LIMA_HOME/_config/user`` is made on first use. Connections share a
+ControlMaster that the host agent starts and ends (:func:`stop_master`).
 """
 
 from __future__ import annotations
@@ -25,6 +24,12 @@ from .limatype import LimaYAML
 
 class SSHError(LimaError):
     """ssh or ssh-keygen is missing or failed."""
+
+
+#: ssh.config's ConnectTimeout (seconds): a guest that accepts no connection (paused, halted, still booting
+#: behind QEMU's user network, which holds connections) makes ssh fail in seconds rather than hang. OpenSSH
+#: applies it to the banner exchange too. The host agent's own checks pass shorter ones on the command line.
+CONNECT_TIMEOUT = 10
 
 
 def ssh_binary() -> str:
@@ -98,6 +103,7 @@ Host {host_alias(name)}
   Compression no
   BatchMode yes
   LogLevel ERROR
+  ConnectTimeout {CONNECT_TIMEOUT}
   ControlMaster auto
   ControlPath {_config_word(str(inst_dir / filenames.SSH_SOCK))}
   ControlPersist yes
