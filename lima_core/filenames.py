@@ -74,6 +74,8 @@ INSTANCE_MARKERS = (HOST_AGENT_STDOUT_LOG, HOST_AGENT_STDERR_LOG, VZ_IDENTIFIER,
 
 # lima-core additions (not in Lima): the identity recorded beside a pid file
 PID_IDENTITY_SUFFIX = ".identity"
+# held while a process of the instance is spawned and recorded, and while `lima stop -f` kills them
+SPAWN_LOCK = "spawn.lock"
 
 
 def pid_file(vm_type: str) -> str:

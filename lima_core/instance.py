@@ -23,7 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from . import ansible, dirnames, events, fields, filenames, limayaml, locks, processes, registry, store, yamlfile
+from . import (
+    ansible,
+    dirnames,
+    events,
+    fields,
+    filenames,
+    limayaml,
+    locks,
+    pidfile,
+    processes,
+    registry,
+    store,
+    yamlfile,
+)
 from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFound, LimaError, SignalDenied
 from .external import supervisor
 from .host import DriverHost
@@ -38,6 +51,8 @@ INSTANCE_LOCK = "instance.lock"
 HA_LOCK = "ha.lock"
 HA_PID_WAIT = 10.0
 GRACEFUL_STOP_TIMEOUT = 190.0  # Lima: 3 min 10 s for the exiting event
+#: how long a host agent (or an external driver) may stay frozen by a signal before stop gives up on it
+FROZEN_GRACE = processes.FROZEN_GRACE
 DEFAULT_START_TIMEOUT = 600.0
 SELF_EXE_ENV = "LIMA_SELF_EXE"
 #: free space `lima start` wants in the instance directory before it runs the host agent
@@ -322,9 +337,16 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
 
 
 def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_STOP_TIMEOUT) -> bool:
-    """Graceful stop: SIGINT to the host agent, which stops the VM. False if it was not running."""
+    """Graceful stop: SIGINT to the host agent, which stops the VM. False if it was not running.
+
+    A start that is launching the host agent (it holds the instance, which
+    has its disk) is waited for, so a stop that arrives early still stops
+    it. A host agent frozen by a signal (SIGSTOP, a debugger) cannot stop
+    anything: after :data:`FROZEN_GRACE` seconds the instance is stopped as
+    ``lima stop -f`` does, saying so.
+    """
     inst_dir = store.existing_dir(name)
-    ha = store.host_agent(inst_dir)
+    ha = _host_agent_of_a_start(inst_dir)
     if not ha.alive or ha.process is None:
         inst = store.inspect(name)
         if inst.driver_pid:
@@ -337,8 +359,22 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
     with contextlib.suppress(psutil.NoSuchProcess):
         ha.process.send_signal(signal.SIGINT)
-    if not processes.wait_exit(ha.process, timeout):
-        raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
+    deadline = time.monotonic() + timeout
+    frozen_since: float | None = None
+    while not processes.wait_exit(ha.process, 0.2):
+        now = time.monotonic()
+        if processes.frozen(ha.process):
+            frozen_since = frozen_since or now
+            if now - frozen_since >= FROZEN_GRACE:
+                log.warning("the host agent of %r (pid %d) is frozen (stopped by a signal) and cannot stop the VM; "
+                            "stopping the instance forcibly", name, ha.pid)
+                for note in stop_force(name):
+                    log.warning("%s", note)
+                return True
+        else:
+            frozen_since = None
+        if now > deadline:
+            raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
     last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
     if last is not None and last.errors:
         log.warning("instance %r stopped with errors: %s", name, "; ".join(last.errors))
@@ -351,28 +387,77 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     return True
 
 
+def _host_agent_of_a_start(inst_dir: Path) -> pidfile.PidStatus:
+    """The host agent; when there is none yet but a start holds the instance to launch one (the instance has
+    its disk, so the start is past preparing it), the one it launches, once its pid file is written."""
+    ha = store.host_agent(inst_dir)
+    if ha.alive or not (inst_dir / filenames.DISK).exists():
+        return ha
+    deadline = time.monotonic() + HA_PID_WAIT + 5
+    while _busy(inst_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ha = store.host_agent(inst_dir)
+        if ha.alive:
+            return ha
+    return store.host_agent(inst_dir)
+
+
 def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
     """Lima's StopForcibly: kill the host agent, the VM and the external drivers; remove pid/sock/tmp files.
 
-    The host agent goes first, so it cannot react to the VM's death (by
-    restarting a driver to stop it) while we clean up. Only processes proven
-    to be ours are signalled; the notes say what was left alone.
+    Holds the instance's spawn lock throughout (``pidfile.no_spawns``): a
+    VM being spawned is recorded before its pid file is read, and nothing
+    starts one meanwhile. The host agent goes first, so it cannot react to
+    the VM's death (by restarting a driver to stop it) while we clean up.
+    The VM is looked for in every ``<vmType>.pid`` (the configuration may
+    be unreadable). Only processes proven to be ours are signalled; the
+    notes say what was left alone.
+
+    :raises InstanceError: a process of the instance is still alive afterwards (its pid file is kept).
     """
     notes: list[str] = []
-    for status in (store.host_agent(inst_dir), store.vm_process(inst_dir, vm_type)):
-        if status.process is not None:
-            try:
-                processes.kill(status.process)
-            except SignalDenied as exc:
-                notes.append(exc.message)
-        elif status.reason:
-            notes.append(status.reason)
-    notes += supervisor.stop_servers(inst_dir, force=True)
-    for entry in inst_dir.iterdir():
-        if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) and not entry.is_dir():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+    with pidfile.no_spawns(inst_dir):
+        for status in [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]:
+            if status.process is not None:
+                try:
+                    processes.kill(status.process)
+                except SignalDenied as exc:
+                    notes.append(exc.message)
+            elif status.reason:
+                notes.append(status.reason)
+        notes += supervisor.stop_servers(inst_dir, force=True)
+        alive = _live_processes(inst_dir, vm_type)
+        for entry in inst_dir.iterdir():
+            if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) \
+                    and not entry.is_dir() and not any(entry.name.startswith(path.name) for path, _ in alive):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+    if alive:
+        what = ", ".join(f"{pid} ({path.name})" for path, pid in alive)
+        raise InstanceError(f"instance {inst_dir.name!r} still has live processes after SIGKILL: {what}; "
+                            f"their pid files are kept for another `lima stop -f {inst_dir.name}`")
     return notes
+
+
+def _vm_types(inst_dir: Path, vm_type: str) -> list[str]:
+    """*vm_type* and the type of every other VM pid file in *inst_dir* (``<vmType>.pid``)."""
+    found = {vm_type} if vm_type else set()
+    for path in inst_dir.glob("*.pid"):
+        if path.name != filenames.HOST_AGENT_PID and not path.name.endswith(filenames.DRIVER_PID_SUFFIX):
+            found.add(path.name[: -len(".pid")])
+    return sorted(found)
+
+
+def _live_processes(inst_dir: Path, vm_type: str) -> list[tuple[Path, int]]:
+    """(pid file, pid) of each process of the instance still alive: host agent, VMs, driver servers."""
+    statuses = [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]
+    files = [inst_dir / filenames.HOST_AGENT_PID] + [inst_dir / filenames.pid_file(t)
+                                                     for t in _vm_types(inst_dir, vm_type)]
+    for path in sorted(inst_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
+        statuses.append(supervisor.server_pid(inst_dir, path.name[: -len(filenames.DRIVER_PID_SUFFIX)]))
+        files.append(path)
+    return [(path, status.pid) for path, status in zip(files, statuses, strict=True)
+            if status.process is not None and not processes.wait_exit(status.process, 0)]
 
 
 def stop_force(name: str) -> list[str]:

@@ -12,19 +12,30 @@ process's command line names what we expect (``lima-driver-qemu``,
 serves (the instance directory: a Lima-written ``qemu.pid`` whose number now
 belongs to another instance's qemu is not ours). Otherwise it is left alone
 and the reason is given.
+
+A process is never unrecorded while something could look for it:
+:func:`spawn` starts it and writes its pid file under the directory's
+``spawn.lock``, and ``lima stop -f`` holds that lock (:func:`no_spawns`)
+while it reads pid files and kills. A forced stop that arrives while a VM
+is being spawned waits the few milliseconds until it is recorded, and a
+spawn that would start after the stop began waits for the stop (whose kill
+of the spawner usually ends it there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from . import atomicfile, textfile
-from .errors import CorruptFile
-from .filenames import PID_IDENTITY_SUFFIX
+from . import atomicfile, locks, processes, textfile
+from .errors import CorruptFile, InstanceLocked, InstanceNotFound
+from .filenames import PID_IDENTITY_SUFFIX, SPAWN_LOCK
 from .processes import wait_exit as wait_exit  # public SDK (docs/authors.md): drivers wait on pid-file processes
 
 if TYPE_CHECKING:
@@ -47,6 +58,57 @@ class PidStatus:
     @property
     def alive(self) -> bool:
         return self.process is not None
+
+
+#: how long :func:`spawn` waits for a forced stop that holds the spawn lock (it holds it while it kills)
+SPAWN_LOCK_TIMEOUT = 30.0
+
+
+def spawn(path: Path, argv: list[str], **popen_kwargs: Any) -> subprocess.Popen:
+    """Start *argv* (``subprocess.Popen(argv, **popen_kwargs)``) and record it in pid file *path* at once.
+
+    The start and the record happen under the spawn lock of *path*'s
+    directory (see :func:`no_spawns`), so ``lima stop -f`` never misses the
+    process: not between ``Popen`` and the record, nor while a program that
+    writes its own pid file (QEMU's ``-pidfile``) has not written it yet.
+    Open the lock-free parts (log files) before calling.
+
+    :raises InstanceLocked: a forced stop held the lock for :data:`SPAWN_LOCK_TIMEOUT` seconds.
+    :raises InstanceNotFound: the directory is gone (the instance was deleted).
+    :raises OSError: from ``Popen`` (the program cannot run) or from writing the pid file (then the
+        process is killed).
+    """
+    with _spawn_lock(path.parent):
+        proc = subprocess.Popen(argv, **popen_kwargs)
+        try:
+            write(path, proc.pid)
+        except BaseException:
+            processes.kill(proc)
+            raise
+    return proc
+
+
+@contextlib.contextmanager
+def no_spawns(directory: Path, timeout: float = SPAWN_LOCK_TIMEOUT) -> Iterator[None]:
+    """While held, no :func:`spawn` in *directory* starts a process, and each one started before is recorded.
+
+    :raises InstanceLocked: another holder kept it for *timeout* seconds.
+    :raises InstanceNotFound: the directory is gone.
+    """
+    with _spawn_lock(directory, timeout):
+        yield
+
+
+@contextlib.contextmanager
+def _spawn_lock(directory: Path, timeout: float = SPAWN_LOCK_TIMEOUT) -> Iterator[None]:
+    try:
+        with locks.exclusive(directory / SPAWN_LOCK, timeout):
+            yield
+    except locks.Busy:
+        raise InstanceLocked(f"{directory / SPAWN_LOCK} was held for {timeout:g} s (by a `lima stop -f`?); "
+                             "try again") from None
+    except locks.Gone:
+        raise InstanceNotFound(f"{directory} does not exist (the instance was deleted)") from None
 
 
 def identity_path(path: Path) -> Path:

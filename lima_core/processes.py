@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Seconds :func:`kill` waits, by default, for a process it sent SIGKILL to be gone.
 KILL_WAIT = 10.0
+#: Seconds a process lima-core waits on may stay :func:`frozen` before the wait is given up.
+FROZEN_GRACE = 2.0
 #: :func:`log_tail` reads at most this many bytes from the end of a log.
 TAIL_BYTES = 64 << 10
 
@@ -69,6 +71,18 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def frozen(proc: subprocess.Popen | psutil.Process) -> bool:
+    """True while *proc* is stopped by a signal (SIGSTOP, SIGTSTP) or held by a debugger: it runs no code
+    until continued, so whatever waits on it waits forever. A process that is gone is not frozen."""
+    import psutil
+
+    try:
+        process = proc if isinstance(proc, psutil.Process) else psutil.Process(proc.pid)
+        return process.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
 
 
 def kill(proc: subprocess.Popen | psutil.Process, timeout: float = KILL_WAIT) -> bool:
