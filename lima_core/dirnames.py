@@ -94,8 +94,8 @@ def check_private() -> None:
 
     home, config = lima_home(), config_dir()
     paths = [home, config]
-    with contextlib.suppress(OSError):
-        paths += [config / entry for entry in sorted(os.listdir(config))]
+    with contextlib.suppress(OSError):  # the files that configure or key every instance (not lock files)
+        paths += [config / entry for entry in sorted(os.listdir(config)) if not entry.endswith(".lock")]
     for path in paths:
         try:
             mode = path.lstat().st_mode

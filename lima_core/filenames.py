@@ -76,6 +76,8 @@ INSTANCE_MARKERS = (HOST_AGENT_STDOUT_LOG, HOST_AGENT_STDERR_LOG, VZ_IDENTIFIER,
 PID_IDENTITY_SUFFIX = ".identity"
 # held while a process of the instance is spawned and recorded, and while `lima stop -f` kills them
 SPAWN_LOCK = "spawn.lock"
+# held by the host agent for its whole life
+HOST_AGENT_LOCK = "ha.lock"
 
 
 def pid_file(vm_type: str) -> str:

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lima_core")
 
 INSTANCE_LOCK = "instance.lock"
-HA_LOCK = "ha.lock"
+HA_LOCK = filenames.HOST_AGENT_LOCK
 HA_PID_WAIT = 10.0
 GRACEFUL_STOP_TIMEOUT = 190.0  # Lima: 3 min 10 s for the exiting event
 #: how long a host agent (or an external driver) may stay frozen by a signal before stop gives up on it
@@ -420,7 +420,7 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
         for status in [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]:
             if status.process is not None:
                 try:
-                    processes.kill(status.process)
+                    processes.kill(status.process, group=True)
                 except SignalDenied as exc:
                     notes.append(exc.message)
             elif status.reason:
@@ -450,9 +450,9 @@ def _vm_types(inst_dir: Path, vm_type: str) -> list[str]:
 
 def _live_processes(inst_dir: Path, vm_type: str) -> list[tuple[Path, int]]:
     """(pid file, pid) of each process of the instance still alive: host agent, VMs, driver servers."""
-    statuses = [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]
-    files = [inst_dir / filenames.HOST_AGENT_PID] + [inst_dir / filenames.pid_file(t)
-                                                     for t in _vm_types(inst_dir, vm_type)]
+    types = _vm_types(inst_dir, vm_type)
+    statuses = [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in types]
+    files = [inst_dir / filenames.HOST_AGENT_PID] + [inst_dir / filenames.pid_file(t) for t in types]
     for path in sorted(inst_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
         statuses.append(supervisor.server_pid(inst_dir, path.name[: -len(filenames.DRIVER_PID_SUFFIX)]))
         files.append(path)

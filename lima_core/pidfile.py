@@ -147,12 +147,11 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
         when no identity record exists.
     :param prune: remove the file when its process is gone.
 
-    A file that holds no process id (garbled: not UTF-8, not a number) still
-    leads to its process when the identity record beside it names a live one;
-    the reason then says the file is garbled.
+    A file that does not lead to a live process of ours (garbled: not UTF-8,
+    not a number; or naming another number than was recorded) still leads to
+    the process the identity record beside it names, if that one lives and
+    started when recorded; the reason then says what was wrong with the file.
     """
-    import psutil
-
     try:
         pid = _number(path)
     except FileNotFoundError:
@@ -160,7 +159,27 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
     except OSError as exc:
         return PidStatus(reason=f"cannot read {path}: {exc.strerror}")
     except CorruptFile as exc:
-        return _garbled(path, exc.message, prune)
+        status, stale = PidStatus(reason=exc.message), True
+    else:
+        status, stale = _check(path, pid, expect, owner)
+        if status.alive:
+            return status
+    recorded = _recorded(path, other_than=status.pid)
+    if recorded is not None:
+        why = status.reason or f"process {status.pid} from {path.name} is gone"
+        return PidStatus(pid=recorded.pid, process=recorded,
+                         reason=f"{why}; process {recorded.pid} recorded in {identity_path(path).name} is used")
+    if stale and prune:
+        remove(path)
+        if not status.pid:
+            return PidStatus(reason=f"{status.reason}; removed it")
+    return status
+
+
+def _check(path: Path, pid: int, expect: str | None, owner: Path | None) -> tuple[PidStatus, bool]:
+    """What *pid* from *path* is, and whether the file is stale (its process is gone, or the number reused)."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -168,32 +187,32 @@ def read(path: Path, expect: str | None = None, *, prune: bool = True, owner: Pa
         created = proc.create_time()
         cmdline = proc.cmdline()
     except psutil.NoSuchProcess:
-        if prune:
-            remove(path)
-        return PidStatus(pid=pid)
+        return PidStatus(pid=pid), True
     except psutil.AccessDenied:
         # Alive but not ours to inspect: never ours to signal either.
-        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} belongs to another user")
+        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} belongs to another user"), False
     record = _read_identity(path)
-    if record is not None and record.get("pid") == pid and "createTime" in record:
+    copied = ""
+    if record is not None and record.get("pid") == pid and isinstance(record.get("createTime"), (int, float)):
         written_for = record.get("file")
         if isinstance(written_for, str) and not _same_path(written_for, path):
-            return PidStatus(pid=pid, reason=f"{path} was copied from {written_for}: process {pid} belongs "
-                                             "there; left it alone")
-        if abs(float(record["createTime"]) - created) <= _START_TIME_SLACK:
-            return PidStatus(pid=pid, process=proc)
-        if prune:
-            remove(path)
-        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not the one lima started "
-                                         "(the number was reused); left it alone")
+            # Copied with its directory (or the record is damaged): ours only if the command line says so.
+            copied = f"{path} was copied from {written_for}: process {pid} belongs there; left it alone"
+        elif abs(float(record["createTime"]) - created) <= _START_TIME_SLACK:
+            return PidStatus(pid=pid, process=proc), False
+        else:
+            return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not the one lima started "
+                                             "(the number was reused); left it alone"), True
     what = " ".join(cmdline)[:80] or "unknown"
     if expect is not None and not any(expect in part for part in cmdline):
-        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} is not {expect} "
-                                         f"(it is {what}); left it alone")
+        return PidStatus(pid=pid, reason=copied or f"process {pid} from {path.name} is not {expect} "
+                                                   f"(it is {what}); left it alone"), False
     if owner is not None and not names_dir(cmdline, owner):
-        return PidStatus(pid=pid, reason=f"process {pid} from {path.name} does not serve {owner} "
-                                         f"(it is {what}); left it alone")
-    return PidStatus(pid=pid, process=proc)
+        return PidStatus(pid=pid, reason=copied or f"process {pid} from {path.name} does not serve {owner} "
+                                                   f"(it is {what}); left it alone"), False
+    if copied and expect is None and owner is None:
+        return PidStatus(pid=pid, reason=copied), False
+    return PidStatus(pid=pid, process=proc), False
 
 
 def _number(path: Path) -> int:
@@ -204,26 +223,23 @@ def _number(path: Path) -> int:
     return int(text)
 
 
-def _garbled(path: Path, why: str, prune: bool) -> PidStatus:
-    """A pid file that holds no number: its process is still known if the identity record beside it names a
-    live process that started when recorded (the record is written first, see :func:`write`)."""
+def _recorded(path: Path, other_than: int) -> psutil.Process | None:
+    """The live process the identity record beside *path* names (written for *path*, started when recorded),
+    unless it is *other_than* (already looked at)."""
     import psutil
 
     record = _read_identity(path)
-    if record is not None and isinstance(record.get("pid"), int) and "createTime" in record \
-            and isinstance(record.get("file"), str) and _same_path(record["file"], path):
-        try:
-            proc = psutil.Process(record["pid"])
-            if proc.status() != psutil.STATUS_ZOMBIE \
-                    and abs(float(record["createTime"]) - proc.create_time()) <= _START_TIME_SLACK:
-                return PidStatus(pid=proc.pid, process=proc, reason=f"{why}; process {proc.pid} recorded in "
-                                                                     f"{identity_path(path).name} is used")
-        except (psutil.Error, TypeError, ValueError):
-            pass
-    if prune:
-        remove(path)
-        why += "; removed it"
-    return PidStatus(reason=why)
+    if record is None or not isinstance(record.get("pid"), int) or record["pid"] in (0, other_than) \
+            or not isinstance(record.get("file"), str) or not _same_path(record["file"], path):
+        return None
+    try:
+        proc = psutil.Process(record["pid"])
+        if proc.status() != psutil.STATUS_ZOMBIE \
+                and abs(float(record["createTime"]) - proc.create_time()) <= _START_TIME_SLACK:
+            return proc
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        pass
+    return None
 
 
 def names_dir(cmdline: list[str], directory: Path) -> bool:

@@ -85,13 +85,27 @@ def frozen(proc: subprocess.Popen | psutil.Process) -> bool:
         return False
 
 
-def kill(proc: subprocess.Popen | psutil.Process, timeout: float = KILL_WAIT) -> bool:
+def kill(proc: subprocess.Popen | psutil.Process, timeout: float = KILL_WAIT, *, group: bool = False) -> bool:
     """Send *proc* SIGKILL and wait up to *timeout* seconds until it is gone; whether it is.
 
-    A process that has already exited counts as gone.
+    A process that has already exited counts as gone. *group*: if *proc* leads its process group (lima-core
+    starts the host agent, drivers and VMs each in a session of their own), the whole group is killed, so
+    what it started in it (a wrapper's child, ssh) does not outlive it.
 
     :raises SignalDenied: the system does not let us signal it.
     """
+    if group and hasattr(os, "killpg"):
+        try:
+            leads = os.getpgid(proc.pid) == proc.pid
+        except OSError:
+            leads = False
+        if leads:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                raise SignalDenied(f"not allowed to signal process group {proc.pid}") from None
     return _signal(proc, "kill") or _wait(proc, timeout)
 
 

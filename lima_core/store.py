@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import atomicfile, dirnames, filenames, limayaml, pidfile, textfile
+from . import atomicfile, dirnames, filenames, limayaml, locks, pidfile, textfile
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
 from .errors import ConfigError, CorruptFile, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
@@ -123,8 +123,27 @@ def ssh_port_from_config(inst_dir: Path) -> int:
 
 def host_agent(inst_dir: Path) -> pidfile.PidStatus:
     """The instance's host agent. A pid file without identity record (Lima's) is accepted only for a
-    process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``)."""
-    return pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
+    process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``).
+
+    A host agent the pid file does not lead to (it is garbled, or was removed) is still found while it
+    holds ``ha.lock``, where the system tells who holds a lock (``locks.holders``).
+    """
+    status = pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
+    if status.alive or not locks.held(inst_dir / filenames.HOST_AGENT_LOCK):
+        return status
+    import psutil
+
+    for pid in locks.holders(inst_dir / filenames.HOST_AGENT_LOCK):
+        try:
+            proc = psutil.Process(pid)
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if HOST_AGENT_CMDLINE in cmdline and cmdline[-1:] == [inst_dir.name]:
+            why = status.reason or f"{filenames.HOST_AGENT_PID} is missing"
+            return pidfile.PidStatus(pid=pid, process=proc, reason=f"{why}; the host agent holding "
+                                                                  f"{filenames.HOST_AGENT_LOCK} is process {pid}")
+    return status
 
 
 def vm_process(inst_dir: Path, vm_type: str) -> pidfile.PidStatus:
@@ -198,7 +217,8 @@ def _read(name: str) -> tuple[Instance, bool | None]:
             inst.ssh_local_port = ssh_port_from_config(inst_dir)
         except CorruptFile as exc:
             inst.errors.append(exc.message)
-    return inst, "inspect_status" in read_driver_info(inst_dir).get("hooks", [])
+    hooks = read_driver_info(inst_dir).get("hooks")
+    return inst, isinstance(hooks, list) and "inspect_status" in hooks
 
 
 def _settle(inst: Instance, answer: str | LimaError) -> Instance:
@@ -221,7 +241,7 @@ def _settle(inst: Instance, answer: str | LimaError) -> Instance:
         inst.status = STATUS_STOPPED
     elif inst.host_agent_pid:
         inst.status = STATUS_BROKEN
-        inst.errors.append(f"the host agent is running but the {inst.vm_type} VM is not; run `lima stop {name}`")
+        inst.errors.append(f"the host agent is running but the {inst.vm_type} VM is not; run `lima stop -f {name}`")
     else:
         inst.status = STATUS_BROKEN
         inst.errors.append(f"the {inst.vm_type} VM is running but its host agent is not; run `lima stop -f {name}`")

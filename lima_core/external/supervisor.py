@@ -191,7 +191,7 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
     for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
         status = server_pid(instance_dir, pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)])
         if status.process is not None:
-            gone = processes.kill(status.process) if force else processes.terminate(status.process, timeout)
+            gone = processes.kill(status.process, group=True) if force else processes.terminate(status.process, timeout)
             if not gone:
                 notes.append(f"driver process {status.pid} ({pid_path.name}) is still alive after SIGKILL")
                 continue  # its pid file is kept: it still leads to the process
