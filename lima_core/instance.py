@@ -417,7 +417,8 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
     """
     notes: list[str] = []
     with pidfile.no_spawns(inst_dir):
-        for status in [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]:
+        vms = [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]
+        for status in [store.host_agent(inst_dir, thorough=True), *vms]:
             if status.process is not None:
                 try:
                     processes.kill(status.process, group=True)
@@ -451,7 +452,7 @@ def _vm_types(inst_dir: Path, vm_type: str) -> list[str]:
 def _live_processes(inst_dir: Path, vm_type: str) -> list[tuple[Path, int]]:
     """(pid file, pid) of each process of the instance still alive: host agent, VMs, driver servers."""
     types = _vm_types(inst_dir, vm_type)
-    statuses = [store.host_agent(inst_dir)] + [store.vm_process(inst_dir, t) for t in types]
+    statuses = [store.host_agent(inst_dir, thorough=True)] + [store.vm_process(inst_dir, t) for t in types]
     files = [inst_dir / filenames.HOST_AGENT_PID] + [inst_dir / filenames.pid_file(t) for t in types]
     for path in sorted(inst_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
         statuses.append(supervisor.server_pid(inst_dir, path.name[: -len(filenames.DRIVER_PID_SUFFIX)]))

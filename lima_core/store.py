@@ -121,15 +121,17 @@ def ssh_port_from_config(inst_dir: Path) -> int:
     return 0
 
 
-def host_agent(inst_dir: Path) -> pidfile.PidStatus:
+def host_agent(inst_dir: Path, *, thorough: bool = False) -> pidfile.PidStatus:
     """The instance's host agent. A pid file without identity record (Lima's) is accepted only for a
     process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``).
 
-    A host agent the pid file does not lead to (it is garbled, or was removed) is still found while it
-    holds ``ha.lock``, where the system tells who holds a lock (``locks.holders``).
+    A host agent the pid file does not lead to (the file is damaged; with *thorough*, also when it is
+    missing: ``lima stop -f`` must find everything) is still found while it holds ``ha.lock``, where the
+    system tells who holds a lock (``locks.holders``). That look takes no lock: a host agent takes
+    ``ha.lock`` without waiting, and a probe at that moment would make it exit "already running".
     """
     status = pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
-    if status.alive or not locks.held(inst_dir / filenames.HOST_AGENT_LOCK):
+    if status.alive or not (status.reason or thorough):
         return status
     import psutil
 
