@@ -118,7 +118,10 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     store.validate_name(name)
     inst_dir = dirnames.instance_dir(name)
     if inst_dir.exists():
-        raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
+        if store.inspect(name).status == STATUS_STOPPED:
+            raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete "
+                                 f"{name}` first to recreate it")
+        raise InstanceExists(f"instance {name!r} already exists and is not stopped; `lima delete -f {name}` "
                              "first to recreate it")
     store.check_socket_paths(name)
     cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)

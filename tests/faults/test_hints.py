@@ -85,7 +85,7 @@ def test_every_hint_works_in_its_state(state: str, request: pytest.FixtureReques
 
     make()
     said: dict[tuple[str, ...], str] = {}
-    for args in COMMANDS:
+    for args in COMMANDS + [["create", "--name", "b", str(fake_template)]]:
         r = run(*args)
         text = r.stderr + r.stdout
         assert "driver is running" not in text and text.count("`lima stop -f b`") <= 1, (args, text)
