@@ -24,8 +24,9 @@ def status(name: str) -> list[dict]:
     return [json.loads(line) for line in run("list", "--format", "json", name).stdout.splitlines()]
 
 
-COMMANDS = [["list"], ["start", "b"], ["stop", "b"], ["delete", "b"], ["shell", "b", "--", "true"],
-            ["snapshot", "list", "b"]]
+#: `stop` last: in the host-agent-without-VM state it waits for the driver's hung stop, which ends that state
+COMMANDS = [["list"], ["start", "b"], ["delete", "b"], ["shell", "b", "--", "true"], ["snapshot", "list", "b"],
+            ["stop", "b"]]
 
 
 def _vm_without_host_agent(lima, lima_home: Path) -> None:
@@ -36,7 +37,7 @@ def _vm_without_host_agent(lima, lima_home: Path) -> None:
 
 def _host_agent_without_vm(lima, lima_home: Path) -> None:
     """The VM ended and the driver's stop hangs: the host agent lives on without a VM."""
-    set_faults(lima_home, "b", hangIn={"stop": 60})
+    set_faults(lima_home, "b", hangIn={"stop": 20})
     assert run("start", "b").returncode == 0
     os.kill(quick_status("b")["driverPID"], signal.SIGKILL)
     wait_for(lambda: (lima_home / "b" / "fake.hanging.stop").exists(), what="the hang in stop")
@@ -85,7 +86,7 @@ def test_every_hint_works_in_its_state(state: str, request: pytest.FixtureReques
 
     make()
     said: dict[tuple[str, ...], str] = {}
-    for args in COMMANDS + [["create", "--name", "b", str(fake_template)]]:
+    for args in [["create", "--name", "b", str(fake_template)], *COMMANDS]:
         r = run(*args)
         text = r.stderr + r.stdout
         assert "driver is running" not in text and text.count("`lima stop -f b`") <= 1, (args, text)
