@@ -207,7 +207,7 @@ def _copy_into(source: Path, dest: Path) -> None:
 
 def _cached_digest_ok(entry: Path, data: Path, want: tuple[str, str]) -> bool:
     recorded = entry / f"{want[0]}.digest"
-    if recorded.exists() and recorded.read_text().strip() == f"{want[0]}:{want[1]}":
+    if recorded.exists() and recorded.read_bytes().strip() == f"{want[0]}:{want[1]}".encode():
         return True
     try:
         _verify(data, want, str(data))

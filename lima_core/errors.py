@@ -51,6 +51,10 @@ class ValidationError(ConfigError):
     """A driver cannot run this configuration (``validate`` raised it)."""
 
 
+class CorruptFile(LimaError):
+    """A file lima-core keeps under LIMA_HOME does not hold what it should (not UTF-8 text, not a number)."""
+
+
 class InvalidName(LimaError):
     """An instance name breaks Lima's naming rule."""
 

@@ -49,9 +49,12 @@ class Event:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
-        status = data.get("status") or {}
+        """The event a decoded line holds; ValueError or TypeError for anything else."""
+        status = data.get("status") or {} if isinstance(data, dict) else None
+        if not isinstance(status, dict):
+            raise ValueError("not an event")
         return cls(running=bool(status.get("running")), degraded=bool(status.get("degraded")),
-                   exiting=bool(status.get("exiting")), errors=list(status.get("errors") or []),
+                   exiting=bool(status.get("exiting")), errors=[str(e) for e in status.get("errors") or []],
                    ssh_local_port=int(status.get("sshLocalPort") or 0), message=str(status.get("message") or ""),
                    waiting_for=str(status.get("waitingFor") or ""), last_error=str(status.get("lastError") or ""),
                    time=str(data.get("time") or ""))
@@ -69,18 +72,20 @@ def emit(stream: IO[str], event: Event) -> None:
 def follow(path: Path, *, stop: Any = None, poll: float = 0.05) -> Iterator[Event]:
     """Yield events appended to *path* from its start; ``stop()`` true ends the wait."""
     offset = 0
-    buffer = ""
+    buffer = b""
     while True:
         try:
-            with open(path) as f:
+            with open(path, "rb") as f:
                 f.seek(offset)
                 chunk = f.read()
                 offset = f.tell()
         except FileNotFoundError:
-            chunk = ""
+            chunk = b""
         if chunk:
+            # Split on bytes, decode whole lines: a read may end inside a character, and a line that is not
+            # UTF-8 (a stray byte) is skipped like any other line that is not an event.
             buffer += chunk
-            *lines, buffer = buffer.split("\n")
+            *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 if line.strip():
                     try:

@@ -81,6 +81,10 @@ QEMU_SAVED_STATE = "qemu.savedstate"
 QEMU_SAVED_STATE_INFO = "qemu.savedstate.json"
 VZ_SAVED_STATE = "vz.savedstate"
 VZ_SAVED_STATE_INFO = "vz.savedstate.json"
+# held while a process of the instance is spawned and recorded, and while `lima stop -f` kills them
+SPAWN_LOCK = "spawn.lock"
+# held by the host agent for its whole life
+HOST_AGENT_LOCK = "ha.lock"
 
 
 def pid_file(vm_type: str) -> str:

@@ -197,7 +197,11 @@ def inspect_status(instance: Instance) -> str:
 
     Called on an instance that may never have been configured in this
     process (``lima list``). Drivers whose VM state lives on the host side
-    (wsl2) return it; others return "" and the host reads pid files.
+    (wsl2) return it; others return "" and the host reads pid files. A
+    driver whose VM process lives but cannot run its guest (qemu: paused
+    by QEMU, halted) returns "Broken" and appends the reason to
+    ``instance.errors``. Keep it cheap for a stopped VM: ``lima list``
+    asks for every instance.
 
     :param instance: may be mutated (wsl2 sets ``ssh_local_port`` and
         ``ssh_address``).

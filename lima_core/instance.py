@@ -33,6 +33,7 @@ from . import (
     filenames,
     limayaml,
     locks,
+    pidfile,
     processes,
     registry,
     store,
@@ -50,9 +51,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("lima_core")
 
 INSTANCE_LOCK = "instance.lock"
-HA_LOCK = "ha.lock"
+HA_LOCK = filenames.HOST_AGENT_LOCK
 HA_PID_WAIT = 10.0
 GRACEFUL_STOP_TIMEOUT = 190.0  # Lima: 3 min 10 s for the exiting event
+#: how long a host agent (or an external driver) may stay frozen by a signal before stop gives up on it
+FROZEN_GRACE = processes.FROZEN_GRACE
 DEFAULT_START_TIMEOUT = 600.0
 SELF_EXE_ENV = "LIMA_SELF_EXE"
 #: free space `lima start` wants in the instance directory before it runs the host agent
@@ -118,8 +121,12 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     store.validate_name(name)
     inst_dir = dirnames.instance_dir(name)
     if inst_dir.exists():
-        raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
+        if store.inspect(name).status == STATUS_STOPPED:
+            raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete "
+                                 f"{name}` first to recreate it")
+        raise InstanceExists(f"instance {name!r} already exists and is not stopped; `lima delete -f {name}` "
                              "first to recreate it")
+    store.check_socket_paths(name)
     cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
@@ -213,6 +220,7 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
     *resume_only*: refuse an instance that is not suspended (``lima resume``).
     """
     inst_dir = store.existing_dir(name)
+    store.check_socket_paths(name)
     with instance_lock(inst_dir, timeout=30):
         if host_agent_running(inst_dir):
             return False
@@ -220,7 +228,8 @@ def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress 
         # would cost an external driver one more process (and the host agent asks it anyway).
         inst = store.inspect(name, driver_status=False)
         if inst.errors and inst.config is None:
-            raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}")
+            raise InstanceError(f"instance {name!r} is broken: {'; '.join(inst.errors)}; fix that, or run "
+                                f"`lima delete -f {name}` to remove the instance")
         assert inst.config is not None
         record = suspended.read(inst_dir) if inst.status == STATUS_SUSPENDED else None
         if resume_only and record is None:
@@ -375,13 +384,21 @@ def _wait_running(name: str, inst_dir: Path, ha: subprocess.Popen, timeout: floa
 
 
 def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_STOP_TIMEOUT) -> bool:
-    """Graceful stop: SIGINT to the host agent, which stops the VM. False if it was not running."""
+    """Graceful stop: SIGINT to the host agent, which stops the VM. False if it was not running.
+
+    A start that is launching the host agent (it holds the instance, which
+    has its disk) is waited for, so a stop that arrives early still stops
+    it. A host agent frozen by a signal (SIGSTOP, a debugger) cannot stop
+    anything: after :data:`FROZEN_GRACE` seconds the instance is stopped as
+    ``lima stop -f`` does, saying so.
+    """
     inst_dir = store.existing_dir(name)
-    ha = store.host_agent(inst_dir)
+    ha = _host_agent_of_a_start(inst_dir)
     if not ha.alive or ha.process is None:
         inst = store.inspect(name)
         if inst.driver_pid:
-            raise InstanceError(f"instance {name!r} is broken ({'; '.join(inst.errors)}); run `lima stop -f {name}`")
+            raise InstanceError(f"the {inst.vm_type} VM of instance {name!r} is running without its host agent "
+                                f"(pid {inst.driver_pid}); run `lima stop -f {name}`")
         if _busy(inst_dir):
             raise InstanceLocked(f"instance {name!r} is being started or changed by another lima command; "
                                  "run `lima stop` again when that has finished")
@@ -389,8 +406,22 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     _say(progress, f"Sending SIGINT to the host agent (pid {ha.pid})")
     with contextlib.suppress(psutil.NoSuchProcess):
         ha.process.send_signal(signal.SIGINT)
-    if not processes.wait_exit(ha.process, timeout):
-        raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
+    deadline = time.monotonic() + timeout
+    frozen_since: float | None = None
+    while not processes.wait_exit(ha.process, 0.2):
+        now = time.monotonic()
+        if processes.frozen(ha.process):
+            frozen_since = frozen_since or now
+            if now - frozen_since >= FROZEN_GRACE:
+                log.warning("the host agent of %r (pid %d) is frozen (stopped by a signal) and cannot stop the VM; "
+                            "stopping the instance forcibly", name, ha.pid)
+                for note in stop_force(name):
+                    log.warning("%s", note)
+                return True
+        else:
+            frozen_since = None
+        if now > deadline:
+            raise InstanceError(f"instance {name!r} did not stop within {timeout:g} s; run `lima stop -f {name}`")
     last = events.last(inst_dir / filenames.HOST_AGENT_STDOUT_LOG)
     if last is not None and last.errors:
         log.warning("instance %r stopped with errors: %s", name, "; ".join(last.errors))
@@ -403,30 +434,80 @@ def stop(name: str, progress: Progress | None = None, timeout: float = GRACEFUL_
     return True
 
 
+def _host_agent_of_a_start(inst_dir: Path) -> pidfile.PidStatus:
+    """The host agent; when there is none yet but a start holds the instance to launch one (the instance has
+    its disk, so the start is past preparing it), the one it launches, once its pid file is written."""
+    ha = store.host_agent(inst_dir)
+    if ha.alive or not (inst_dir / filenames.DISK).exists():
+        return ha
+    deadline = time.monotonic() + HA_PID_WAIT + 5
+    while _busy(inst_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ha = store.host_agent(inst_dir)
+        if ha.alive:
+            return ha
+    return store.host_agent(inst_dir)
+
+
 def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
     """Lima's StopForcibly: kill the host agent, the VM and the external drivers; remove pid/sock/tmp files.
 
-    The host agent goes first, so it cannot react to the VM's death (by
-    restarting a driver to stop it) while we clean up. Only processes proven
-    to be ours are signalled; the notes say what was left alone.
+    Holds the instance's spawn lock throughout (``pidfile.no_spawns``): a
+    VM being spawned is recorded before its pid file is read, and nothing
+    starts one meanwhile. The host agent goes first, so it cannot react to
+    the VM's death (by restarting a driver to stop it) while we clean up.
+    The VM is looked for in every ``<vmType>.pid`` (the configuration may
+    be unreadable). Only processes proven to be ours are signalled; the
+    notes say what was left alone.
+
+    :raises InstanceError: a process of the instance is still alive afterwards (its pid file is kept).
     """
     notes: list[str] = []
-    for status in (store.host_agent(inst_dir), store.vm_process(inst_dir, vm_type)):
-        if status.process is not None:
-            try:
-                processes.kill(status.process)
-            except SignalDenied as exc:
-                notes.append(exc.message)
-        elif status.reason:
-            notes.append(status.reason)
-    notes += supervisor.stop_servers(inst_dir, force=True)
-    if not store.vm_process(inst_dir, vm_type).alive:  # Lima: unlock the additional disks
-        disks.unlock_all(inst_dir)
-    for entry in inst_dir.iterdir():
-        if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) and not entry.is_dir():
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+    with pidfile.no_spawns(inst_dir):
+        vms = [store.vm_process(inst_dir, t) for t in _vm_types(inst_dir, vm_type)]
+        for status in [store.host_agent(inst_dir, thorough=True), *vms]:
+            if status.process is not None:
+                try:
+                    processes.kill(status.process, group=True)
+                except SignalDenied as exc:
+                    notes.append(exc.message)
+            elif status.reason:
+                notes.append(status.reason)
+        notes += supervisor.stop_servers(inst_dir, force=True)
+        alive = _live_processes(inst_dir, vm_type)
+        if not store.vm_process(inst_dir, vm_type).alive:  # Lima: unlock the additional disks
+            disks.unlock_all(inst_dir)
+        for entry in inst_dir.iterdir():
+            if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) \
+                    and not entry.is_dir() and not any(entry.name.startswith(path.name) for path, _ in alive):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+    if alive:
+        what = ", ".join(f"{pid} ({path.name})" for path, pid in alive)
+        raise InstanceError(f"instance {inst_dir.name!r} still has live processes after SIGKILL: {what}; "
+                            f"their pid files are kept for another `lima stop -f {inst_dir.name}`")
     return notes
+
+
+def _vm_types(inst_dir: Path, vm_type: str) -> list[str]:
+    """*vm_type* and the type of every other VM pid file in *inst_dir* (``<vmType>.pid``)."""
+    found = {vm_type} if vm_type else set()
+    for path in inst_dir.glob("*.pid"):
+        if path.name != filenames.HOST_AGENT_PID and not path.name.endswith(filenames.DRIVER_PID_SUFFIX):
+            found.add(path.name[: -len(".pid")])
+    return sorted(found)
+
+
+def _live_processes(inst_dir: Path, vm_type: str) -> list[tuple[Path, int]]:
+    """(pid file, pid) of each process of the instance still alive: host agent, VMs, driver servers."""
+    types = _vm_types(inst_dir, vm_type)
+    statuses = [store.host_agent(inst_dir, thorough=True)] + [store.vm_process(inst_dir, t) for t in types]
+    files = [inst_dir / filenames.HOST_AGENT_PID] + [inst_dir / filenames.pid_file(t) for t in types]
+    for path in sorted(inst_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
+        statuses.append(supervisor.server_pid(inst_dir, path.name[: -len(filenames.DRIVER_PID_SUFFIX)]))
+        files.append(path)
+    return [(path, status.pid) for path, status in zip(files, statuses, strict=True)
+            if status.process is not None and not processes.wait_exit(status.process, 0)]
 
 
 def stop_force(name: str) -> list[str]:
@@ -440,21 +521,26 @@ def stop_force(name: str) -> list[str]:
 
 
 def delete(name: str, force: bool = False) -> list[str]:
+    """Delete the instance, and finish interrupted deletes of that name. Notes to warn about."""
     inst_dir = dirnames.instance_dir(name)
     store.validate_name(name)
+    notes = finish_interrupted_deletes(name)
     if not inst_dir.is_dir():
-        return [f"instance {name!r} does not exist; nothing to delete"]
+        return notes or [f"instance {name!r} does not exist; nothing to delete"]
     inst = store.inspect(name)
     if inst.protected:
         raise InstanceError(f"instance {name!r} is protected; run `lima unprotect {name}` to allow deleting it")
     # A suspended instance runs nothing: its saved state goes with its directory.
     if not force and inst.status not in (STATUS_STOPPED, STATUS_SUSPENDED):
-        what = "running" if inst.status == STATUS_RUNNING else f"{inst.status or 'in an unknown state'}"
-        if inst.errors:
-            what += f" ({'; '.join(inst.errors)})"
-        raise InstanceError(f"instance {name!r} is {what}; run `lima stop {name}` first, or `lima delete -f {name}`")
+        if inst.status == STATUS_RUNNING:
+            raise InstanceError(f"instance {name!r} is running; run `lima stop {name}` first, or "
+                                f"`lima delete -f {name}`")
+        # Broken (or a driver's own status): `lima stop` may not apply; a forced delete always does.
+        why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
+        raise InstanceError(f"instance {name!r} is {inst.status or 'in an unknown state'}{why}; "
+                            f"`lima delete -f {name}` deletes it anyway")
     with instance_lock(inst_dir, timeout=30):
-        notes = stop_forcibly(inst_dir, inst.vm_type)
+        notes += stop_forcibly(inst_dir, inst.vm_type)
         if not inst.errors or inst.config is not None:
             try:
                 host = load_driver(inst)
@@ -467,12 +553,25 @@ def delete(name: str, force: bool = False) -> list[str]:
     return notes
 
 
+def finish_interrupted_deletes(name: str) -> list[str]:
+    """Remove what interrupted ``lima delete`` runs of *name* left in LIMA_HOME; a note for each."""
+    notes = []
+    for path in store.interrupted_deletes(name):
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            notes.append(f"cannot remove {path}, left by an interrupted `lima delete {name}`: {exc.strerror or exc}")
+        else:
+            notes.append(f"removed {path}, left by an interrupted `lima delete {name}`")
+    return notes
+
+
 def _remove_instance_dir(inst_dir: Path) -> None:
     """Remove *inst_dir*, first renaming it out of LIMA_HOME's instances in one step: a command waiting
     for the instance's lock creates the lock file at each try, which could land in the directory while
     it is being emptied (its removal then failed with "Directory not empty"). If the removal fails, the
     rest goes back under the instance's name, for another ``lima delete -f``."""
-    doomed = inst_dir.with_name(f".{inst_dir.name}.deleting-{os.getpid()}")
+    doomed = dirnames.deleting_dir(inst_dir.name, os.getpid())
     os.rename(inst_dir, doomed)
     try:
         shutil.rmtree(doomed)

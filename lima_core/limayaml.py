@@ -9,15 +9,17 @@ networks: default, lima.yaml, override, merged by key); maps merged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import dirnames, filenames, guestfields, yamlfile
+from . import dirnames, filenames, guestfields, textfile, yamlfile
 from ._jsonmodel import JSONModel
 from .errors import ConfigError
 from .limatype import ARCHES, DEFAULT_DISK, MOUNT_TYPES, LimaYAML, host_arch
@@ -42,25 +44,34 @@ def _fast_load(text: str, source: str) -> Any:
     return yamlfile.check_shape(data, source)
 
 
-def _read_layer(path: Path) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+    """One of the files a configuration is layered from: where it came from, its text (for positions), its data."""
+
+    source: str
+    text: str | None
+    data: dict[str, Any]
+
+
+def _read_layer(path: Path) -> _Layer:
     try:
-        text = path.read_text()
+        text = textfile.read(path)
     except FileNotFoundError:
-        return {}
+        return _Layer(str(path), None, {})
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     data = _fast_load(text, str(path))
     if data is None:
-        return {}
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a YAML mapping")
-    return data
+    return _Layer(str(path), text, data)
 
 
 def load_file(path: Path, *, warn_unknown: bool = False) -> LimaYAML:
     """*path* layered with default.yaml/override.yaml, defaults filled, validated."""
     try:
-        text = path.read_text()
+        text = textfile.read(path)
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
     except OSError as exc:
@@ -78,24 +89,103 @@ def load_text(text: str, source: str, *, warn_unknown: bool = False) -> LimaYAML
 
 
 def from_data(data: dict[str, Any], source: str, *, text: str | None = None, warn_unknown: bool = False) -> LimaYAML:
-    """Build, layer, fill and validate; errors carry ``source:line:col`` when *text* is given."""
+    """Build, layer, fill and validate; errors carry ``file:line:col`` of the layer the bad value came from
+    (``_config/default.yaml``, *source* or ``_config/override.yaml``; *source* only when *text* is given)."""
     config_dir = dirnames.config_dir()
-    layered = merge_layers(_read_layer(config_dir / filenames.DEFAULT_YAML), data,
-                           _read_layer(config_dir / filenames.OVERRIDE_YAML))
+    dirnames.check_private()
+    default, override = _read_layer(config_dir / filenames.DEFAULT_YAML), _read_layer(config_dir / filenames.OVERRIDE_YAML)
+    layers = _Layers(default, _Layer(source, text, data), override)
+    layered = merge_layers(default.data, data, override.data)
     try:
         guestfields.check_params_used(data)
         cfg = LimaYAML.from_json(_params_as_text(layered))
         if warn_unknown:
             for path in unknown_fields(cfg):
-                where = yamlfile.load(text, source).where(path) if text else source
-                log.warning("%s: unknown field %r is ignored", where, path)
+                log.warning("%s: unknown field %r is ignored", *layers.where(path, layered))
         fill_defaults(cfg)
         validate(cfg)
     except ConfigError as exc:
-        if text is not None:
-            raise yamlfile.load(text, source).error(exc) from None
-        raise ConfigError(f"{source}: {exc.message}") from None
+        raise layers.error(exc, layered) from None
     return cfg
+
+
+class _Layers:
+    """default.yaml, the instance's own configuration and override.yaml, and which one a merged value came from.
+
+    Follows :func:`merge_layers`: a scalar or a map's value comes from the
+    highest layer that sets it (override, mine, default); a list is the
+    layers' lists one after another in that order; ``mounts`` and
+    ``networks`` entries are merged by their key.
+    """
+
+    def __init__(self, default: _Layer, mine: _Layer, override: _Layer) -> None:
+        self.by_precedence = (override, mine, default)
+
+    def where(self, path: str, layered: dict[str, Any]) -> tuple[str, str]:
+        """(``file:line:col`` or the layer's name, *path* as that layer spells it) for a path in the merged data."""
+        layer, own = self._origin(path, layered)
+        if layer.text is None:
+            return layer.source, own
+        return yamlfile.load(layer.text, layer.source).where(own), own
+
+    def error(self, exc: ConfigError, layered: dict[str, Any]) -> ConfigError:
+        path, sep, rest = exc.message.partition(":")
+        if not sep or not path or any(c.isspace() for c in path):  # not about one field
+            return ConfigError(f"{self.by_precedence[1].source}: {exc.message}")
+        where, own = self.where(path, layered)
+        return ConfigError(f"{where}: {own}:{rest}")
+
+    def _origin(self, path: str, layered: dict[str, Any]) -> tuple[_Layer, str]:
+        override, mine, default = self.by_precedence
+        key, index, rest = _split(path)
+        values = [(layer, layer.data.get(key)) for layer in self.by_precedence if layer.data.get(key) is not None]
+        if not values:
+            return mine, path
+        if index is not None and all(isinstance(v, list) for _, v in values):
+            if key in ("mounts", "networks"):
+                merged = layered.get(key)
+                item = merged[index] if isinstance(merged, list) and index < len(merged) else None
+                field = "mountPoint" if key == "mounts" else "interface"
+                ident = (item.get(field) or item.get("location")) if isinstance(item, dict) else None
+                for layer, items in values:
+                    for j, entry in enumerate(items):
+                        if isinstance(entry, dict) and ident is not None \
+                                and (entry.get(field) or entry.get("location")) == ident \
+                                and (not rest or _lookup(entry, rest) is not None):
+                            return layer, f"{key}[{j}]{rest}"
+                return mine, path
+            offset = index
+            for layer, items in values:
+                if offset < len(items):
+                    return layer, f"{key}[{offset}]{rest}"
+                offset -= len(items)
+            return mine, path
+        if index is not None:  # a list in one layer, something else in another: the highest layer's value won
+            return values[0][0], path
+        for layer, value in values:
+            if not rest or _lookup(value, rest) is not None:
+                return layer, path
+        return mine, path  # a default filled in later
+
+
+def _split(path: str) -> tuple[str, int | None, str]:
+    """``images[2].location`` -> ("images", 2, ".location"); ``ssh.localPort`` -> ("ssh", None, ".localPort")."""
+    m = re.match(r"([^.\[]+)(?:\[(\d+)\])?(.*)$", path)
+    if m is None:
+        return path, None, ""
+    return m[1], int(m[2]) if m[2] is not None else None, m[3]
+
+
+def _lookup(value: Any, rest: str) -> Any:
+    """The value at *rest* (``.a[0].b``) inside *value*, or None."""
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", rest):
+        if name:
+            value = value.get(name) if isinstance(value, dict) else None
+        else:
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
+        if value is None:
+            return None
+    return value
 
 
 def _params_as_text(data: dict[str, Any]) -> dict[str, Any]:

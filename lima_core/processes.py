@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Seconds :func:`kill` waits, by default, for a process it sent SIGKILL to be gone.
 KILL_WAIT = 10.0
+#: Seconds a process lima-core waits on may stay :func:`frozen` before the wait is given up.
+FROZEN_GRACE = 2.0
 #: :func:`log_tail` reads at most this many bytes from the end of a log.
 TAIL_BYTES = 64 << 10
 
@@ -71,13 +73,39 @@ def wait_exit(proc: psutil.Process, timeout: float | None) -> bool:
         delay = min(delay * 2, 0.05)
 
 
-def kill(proc: subprocess.Popen | psutil.Process, timeout: float = KILL_WAIT) -> bool:
+def frozen(proc: subprocess.Popen | psutil.Process) -> bool:
+    """True while *proc* is stopped by a signal (SIGSTOP, SIGTSTP) or held by a debugger: it runs no code
+    until continued, so whatever waits on it waits forever. A process that is gone is not frozen."""
+    import psutil
+
+    try:
+        process = proc if isinstance(proc, psutil.Process) else psutil.Process(proc.pid)
+        return process.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
+def kill(proc: subprocess.Popen | psutil.Process, timeout: float = KILL_WAIT, *, group: bool = False) -> bool:
     """Send *proc* SIGKILL and wait up to *timeout* seconds until it is gone; whether it is.
 
-    A process that has already exited counts as gone.
+    A process that has already exited counts as gone. *group*: if *proc* leads its process group (lima-core
+    starts the host agent, drivers and VMs each in a session of their own), the whole group is killed, so
+    what it started in it (a wrapper's child, ssh) does not outlive it.
 
     :raises SignalDenied: the system does not let us signal it.
     """
+    if group and hasattr(os, "killpg"):
+        try:
+            leads = os.getpgid(proc.pid) == proc.pid
+        except OSError:
+            leads = False
+        if leads:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                raise SignalDenied(f"not allowed to signal process group {proc.pid}") from None
     return _signal(proc, "kill") or _wait(proc, timeout)
 
 

@@ -27,8 +27,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import dirnames, filenames
-from .errors import DriverLoadError, DriverNotFound
+from . import dirnames, filenames, textfile
+from .errors import CorruptFile, DriverLoadError, DriverNotFound
 
 if TYPE_CHECKING:
     from .host import DriverHost
@@ -172,13 +172,15 @@ def _configured_external(env: dict[str, str], warnings: list[str]) -> set[str]:
         import yaml
 
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(textfile.read(path)) or {}
             listed = data.get("external", []) if isinstance(data, dict) else None
             if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
                 raise ValueError("`external` must be a list of driver names")
             names.update(listed)
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            warnings.append(f"ignoring {path}: {exc}")
+        except CorruptFile as exc:
+            warnings.append(f"ignoring {exc.message}")
+        except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
+            warnings.append(f"ignoring {path}: {' '.join(str(exc).split())}")
     return names
 
 

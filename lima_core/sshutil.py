@@ -2,9 +2,8 @@
 
 Every instance is reached with the system ``ssh`` and the instance's
 ``ssh.config`` (``Host lima-<name>``), as ``limactl shell`` does. The key pair
-``$LIMA_HOME/_config/user`` is made on first use. lima-core does not use a
-ControlMaster: a persistent master would outlive ``lima shell`` and keep its
-caller's pipes open.
+``$LIMA_HOME/_config/user`` is made on first use. Connections share a
+ControlMaster that the host agent starts and ends (:func:`stop_master`).
 """
 
 from __future__ import annotations
@@ -18,13 +17,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import atomicfile, dirnames, filenames
+from . import atomicfile, dirnames, filenames, textfile
 from .errors import LimaError
 from .limatype import LimaYAML
 
 
 class SSHError(LimaError):
     """ssh or ssh-keygen is missing or failed."""
+
+
+#: ssh.config's ConnectTimeout (seconds): a guest that accepts no connection (paused, halted, still booting
+#: behind QEMU's user network, which holds connections) makes ssh fail in seconds rather than hang. OpenSSH
+#: applies it to the banner exchange too. The host agent's own checks pass shorter ones on the command line.
+CONNECT_TIMEOUT = 10
 
 
 def ssh_binary() -> str:
@@ -36,8 +41,8 @@ def ssh_binary() -> str:
 
 def ensure_user_key() -> Path:
     """``_config/user`` (an ed25519 private key), created on first use."""
-    config = dirnames.config_dir()
-    config.mkdir(parents=True, exist_ok=True)
+    config = dirnames.ensure_config_dir()
+    dirnames.check_private()
     key = config / filenames.USER_KEY
     if key.exists() and key.with_suffix(".pub").exists():
         return key
@@ -57,7 +62,11 @@ def ensure_user_key() -> Path:
 
 def public_keys(cfg: LimaYAML | None = None) -> list[str]:
     """lima's public key, plus ``~/.ssh/*.pub`` when ``ssh.loadDotSSHPubKeys`` is true."""
-    keys = [ensure_user_key().with_suffix(".pub").read_text().strip()]
+    pub = ensure_user_key().with_suffix(".pub")
+    keys = [textfile.read(pub).strip()]
+    if len(keys[0].split()) < 2 or "\n" in keys[0] or not keys[0].split()[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise SSHError(f"{pub} does not hold an SSH public key; remove it and {pub.with_suffix('')} to have lima "
+                       "make a new pair (the next start of each instance installs it)")
     if cfg is not None and cfg.ssh is not None and cfg.ssh.load_dot_ssh_pub_keys:
         for pub in sorted((Path.home() / ".ssh").glob("*.pub")):
             text = pub.read_text().strip()
@@ -87,6 +96,7 @@ def options(inst_dir: Path, user: str, port: int, address: str = "127.0.0.1", *,
         ("Compression", "no"),
         ("BatchMode", "yes"),
         ("LogLevel", "ERROR"),
+        ("ConnectTimeout", str(CONNECT_TIMEOUT)),
         ("ControlMaster", "auto"),
         ("ControlPath", _config_word(str(inst_dir / filenames.SSH_SOCK))),
         ("ControlPersist", "yes"),

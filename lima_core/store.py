@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import atomicfile, dirnames, filenames, limayaml, pidfile, suspended
+from . import atomicfile, dirnames, filenames, limayaml, locks, pidfile, suspended, textfile
 from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
-from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
+from .errors import ConfigError, CorruptFile, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
 from .limatype import (
     STATUS_BROKEN,
     STATUS_RUNNING,
@@ -59,11 +59,21 @@ def validate_name(name: str) -> None:
     if name.lower().endswith((".yml", ".yaml")):
         raise InvalidName(f"invalid instance name {name!r}: it must not end in .yaml or .yml "
                           f"(to create from that file, run `lima create {name}`)")
+
+
+def check_socket_paths(name: str) -> None:
+    """The instance's sockets fit the unix socket path limit (Lima's check, at create and start).
+
+    Only commands that make sockets ask: an instance whose LIMA_HOME moved to
+    a longer path can still be listed, stopped and deleted.
+    """
     sock = str(dirnames.instance_dir(name)) + _LONGEST_SOCKET
     if len(sock) >= UNIX_PATH_MAX:
+        exists = dirnames.instance_dir(name).is_dir()
         raise InvalidName(f"instance name {name!r} is too long for LIMA_HOME {dirnames.lima_home()}: its sockets "
-                          f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; use a shorter name "
-                          "or a shorter LIMA_HOME")
+                          f"would exceed the {UNIX_PATH_MAX}-byte unix socket path limit; "
+                          + ("use a shorter LIMA_HOME (`lima delete` still works here)" if exists
+                             else "use a shorter name or a shorter LIMA_HOME"))
 
 
 def existing_dir(name: str) -> Path:
@@ -108,20 +118,43 @@ def read_driver_info(inst_dir: Path) -> dict[str, Any]:
 
 
 def ssh_port_from_config(inst_dir: Path) -> int:
+    """``Port N`` from the instance's ssh.config; 0 without one. CorruptFile when it is not text."""
     try:
-        for line in (inst_dir / filenames.SSH_CONFIG).read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
-                return int(parts[1])
+        text = textfile.read(inst_dir / filenames.SSH_CONFIG)
     except OSError:
-        pass
+        return 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].lower() == "port" and parts[1].isdigit():
+            return int(parts[1])
     return 0
 
 
-def host_agent(inst_dir: Path) -> pidfile.PidStatus:
+def host_agent(inst_dir: Path, *, thorough: bool = False) -> pidfile.PidStatus:
     """The instance's host agent. A pid file without identity record (Lima's) is accepted only for a
-    process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``)."""
-    return pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
+    process that names the instance directory (Lima's runs ``hostagent --pidfile <dir>/ha.pid``).
+
+    A host agent the pid file does not lead to (the file is damaged; with *thorough*, also when it is
+    missing: ``lima stop -f`` must find everything) is still found while it holds ``ha.lock``, where the
+    system tells who holds a lock (``locks.holders``). That look takes no lock: a host agent takes
+    ``ha.lock`` without waiting, and a probe at that moment would make it exit "already running".
+    """
+    status = pidfile.read(inst_dir / filenames.HOST_AGENT_PID, expect=HOST_AGENT_CMDLINE, owner=inst_dir)
+    if status.alive or not (status.reason or thorough):
+        return status
+    import psutil
+
+    for pid in locks.holders(inst_dir / filenames.HOST_AGENT_LOCK):
+        try:
+            proc = psutil.Process(pid)
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if HOST_AGENT_CMDLINE in cmdline and cmdline[-1:] == [inst_dir.name]:
+            why = status.reason or f"{filenames.HOST_AGENT_PID} is missing"
+            return pidfile.PidStatus(pid=pid, process=proc, reason=f"{why}; the host agent holding "
+                                                                  f"{filenames.HOST_AGENT_LOCK} is process {pid}")
+    return status
 
 
 def vm_process(inst_dir: Path, vm_type: str) -> pidfile.PidStatus:
@@ -177,17 +210,26 @@ def _read(name: str) -> tuple[Instance, bool | None]:
     inst.protected = (inst_dir / filenames.PROTECTED).exists()
     inst.message = cfg.message or ""
     try:
-        inst.lima_version = (inst_dir / filenames.LIMA_VERSION).read_text().strip()
+        inst.lima_version = textfile.read(inst_dir / filenames.LIMA_VERSION).strip()
     except OSError:
         inst.lima_version = ""
+    except CorruptFile as exc:
+        inst.lima_version = ""
+        inst.errors.append(exc.message)
 
     ha = host_agent(inst_dir)
-    if ha.reason and not ha.alive and ha.pid:
+    if ha.reason and (ha.alive or not ha.pid):  # a garbled pid file: say so
+        inst.errors.append(ha.reason)
+    elif ha.reason:
         log.debug("%s", ha.reason)
     inst.host_agent_pid = ha.pid if ha.alive else 0
     if inst.ssh_local_port == 0:
-        inst.ssh_local_port = ssh_port_from_config(inst_dir)
-    return inst, "inspect_status" in read_driver_info(inst_dir).get("hooks", [])
+        try:
+            inst.ssh_local_port = ssh_port_from_config(inst_dir)
+        except CorruptFile as exc:
+            inst.errors.append(exc.message)
+    hooks = read_driver_info(inst_dir).get("hooks")
+    return inst, isinstance(hooks, list) and "inspect_status" in hooks
 
 
 def _settle(inst: Instance, answer: str | LimaError) -> Instance:
@@ -196,22 +238,24 @@ def _settle(inst: Instance, answer: str | LimaError) -> Instance:
         inst.status = STATUS_BROKEN
         inst.errors.append(answer.message)
         return inst
+    name, inst_dir = inst.name, Path(inst.dir)
+    vm = vm_process(inst_dir, inst.vm_type)
+    if vm.reason and (vm.alive or not vm.pid):  # a garbled pid file: say so
+        inst.errors.append(vm.reason)
+    inst.driver_pid = vm.pid if vm.alive else 0
     if answer:
         inst.status = answer
         return inst
-    name, inst_dir = inst.name, Path(inst.dir)
-    vm = vm_process(inst_dir, inst.vm_type)
-    inst.driver_pid = vm.pid if vm.alive else 0
     if inst.host_agent_pid and inst.driver_pid:
         inst.status = STATUS_RUNNING
     elif not inst.host_agent_pid and not inst.driver_pid:
         inst.status = STATUS_SUSPENDED if suspended.exists(inst_dir) else STATUS_STOPPED
     elif inst.host_agent_pid:
         inst.status = STATUS_BROKEN
-        inst.errors.append("host agent is running but driver is not")
+        inst.errors.append(f"the host agent is running but the {inst.vm_type} VM is not; run `lima stop -f {name}`")
     else:
         inst.status = STATUS_BROKEN
-        inst.errors.append(f"{inst.vm_type} driver is running but host agent is not; run `lima stop -f {name}`")
+        inst.errors.append(f"the {inst.vm_type} VM is running but its host agent is not; run `lima stop -f {name}`")
     return inst
 
 
@@ -256,6 +300,45 @@ def _answer(ask: Any, *args: Any) -> str | LimaError:
         return exc
 
 
+# -- interrupted deletes ----------------------------------------------------------------------
+
+
+def interrupted_deletes(name: str | None = None) -> list[Path]:
+    """What ``lima delete`` runs that were killed halfway left in LIMA_HOME (``.<name>.deleting-<pid>``).
+
+    ``lima delete`` renames the instance directory first and then removes it;
+    a directory whose deleting process is gone (no process has that pid, or
+    the one that has it started after the rename) is a leftover. One being
+    removed right now is not.
+    """
+    import psutil
+
+    left = []
+    for _, pid, path in dirnames.deleting_dirs(name):
+        try:
+            renamed = path.lstat().st_ctime
+            started = psutil.Process(pid).create_time()
+        except FileNotFoundError:
+            continue
+        except psutil.NoSuchProcess:
+            started = None
+        if started is None or started > renamed + 1:
+            left.append(path)
+    return left
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes *path* takes on disk (a sparse disk image counts what it uses)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for entry in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, entry)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
 def write_new(name: str, yaml_text: str) -> Path:
     """Create the instance directory (0700) with lima.yaml (0644) and lima-version (0444).
 
@@ -264,7 +347,7 @@ def write_new(name: str, yaml_text: str) -> Path:
     """
     inst_dir = dirnames.instance_dir(name)
     try:
-        inst_dir.parent.mkdir(parents=True, exist_ok=True)
+        dirnames.ensure_home()
         os.mkdir(inst_dir, 0o700)
     except FileExistsError:
         raise InstanceExists(f"instance {name!r} already exists") from None

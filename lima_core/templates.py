@@ -23,8 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import dirnames, filenames, yamlfile
-from .errors import ConfigError, TemplateError
+from . import dirnames, filenames, textfile, yamlfile
+from .errors import ConfigError, CorruptFile, TemplateError
 
 log = logging.getLogger("lima_core")
 
@@ -126,13 +126,13 @@ def _name_of(filename: str) -> str:
 
 def _read_file(path: Path) -> str:
     try:
-        return path.read_text()
+        return textfile.read(path)
     except FileNotFoundError:
         raise TemplateError(f"template file {path} does not exist") from None
     except IsADirectoryError:
         raise TemplateError(f"template {path} is a directory, not a YAML file") from None
-    except UnicodeDecodeError:
-        raise TemplateError(f"template {path} is not UTF-8 text") from None
+    except CorruptFile as exc:
+        raise TemplateError(f"template {exc.message}") from None
     except OSError as exc:
         raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
 

@@ -67,6 +67,7 @@ def list_(
         listformat.check(format_)
 
     all_names = instance_names()
+    _warn_interrupted_deletes(names, all_names)
     unmatched = False
     if names:
         from ..store import validate_name
@@ -115,6 +116,27 @@ def list_(
         _table(instances, all_fields)
     if unmatched:
         raise typer.Exit(1)
+
+
+def _warn_interrupted_deletes(names: list[str] | None, existing: list[str]) -> None:
+    """Name what killed `lima delete` runs left in LIMA_HOME, and the command that removes it."""
+    import shlex
+
+    from ..dirnames import deleting_dirs
+
+    if not any(not names or name in names for name, _, _ in deleting_dirs()):
+        return  # the common case: no store, no psutil
+    from .. import store
+    from ..units import human_size
+
+    for path in store.interrupted_deletes():
+        name = path.name[1:].rsplit(".deleting-", 1)[0]
+        if names and name not in names:
+            continue
+        how = (f"`rm -rf {shlex.quote(str(path))}` removes it (`lima delete {name}` would also delete the "
+               f"instance {name!r})") if name in existing else f"`lima delete {name}` removes it"
+        print(f"WARNING: {path} is what an interrupted `lima delete {name}` left "
+              f"({human_size(store.disk_usage(path))}); {how}", file=sys.stderr)
 
 
 def _inspect(names: list[str]) -> list:

@@ -13,6 +13,7 @@ not overwritten by a CLI command's). A Lima server ignores it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -21,13 +22,15 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from .. import hookspecs
+from .. import hookspecs, processes
 from ..errors import DriverError, DriverTimeout, DriverUnavailable, LimaError, StartFailed
 from ..host import DriverHost
 from ..limatype import Instance
@@ -55,8 +58,10 @@ class Connection:
         self._unary = {hook: (getattr(self._ext if wire.extension else self._driver, wire.rpc), wire)
                        for hook, wire in rpc.WIRE.items() if not wire.streaming}
         self._metadata = ((rpc.SESSION_KEY, uuid.uuid4().hex),)
+        self._watchdog = _Watchdog(server, self._channel)
 
     def close(self) -> None:
+        self._watchdog.close()
         self._channel.close()
         self._dial.close()
 
@@ -84,8 +89,15 @@ class Connection:
         try:
             # A blocking call: grpc checks for signals while it waits, so Ctrl-C raises
             # KeyboardInterrupt here and cancels the call.
-            response = rpc(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
+            if wire.deadline is not None:
+                response = rpc(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
+            else:
+                with self._watchdog.watching():
+                    response = rpc(wire.request(kwargs), metadata=self._metadata)
         except grpc.RpcError as exc:
+            if self._watchdog.gave_up:
+                raise DriverUnavailable(f"the {self.name} driver process {self._watchdog.gave_up} during "
+                                        f"{hook.replace('_', ' ')}") from None
             raise self._error(exc, hook) from None
         return wire.result(response)
 
@@ -171,6 +183,60 @@ class _DialPath:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+class _Watchdog:
+    """Gives up on a driver process frozen by a signal while a call without deadline waits on it.
+
+    Such a call (``stop`` may take minutes) would wait forever on a driver
+    stopped by SIGSTOP or held by a debugger. While one is in flight, a
+    thread looks at the process every quarter second; once it has been
+    frozen for ``processes.FROZEN_GRACE`` seconds the channel is closed,
+    which ends the call, and :attr:`gave_up` says why. The thread is started
+    by the first such call and ends with the connection.
+    """
+
+    def __init__(self, server: supervisor.Server, channel: grpc.Channel) -> None:
+        self._server = server
+        self._channel = channel
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: why the channel was closed ("is frozen (stopped by a signal); gave up after 2 s"), else ""
+        self.gave_up = ""
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        with self._lock:
+            self._in_flight += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name=f"watchdog-{self._server.name}",
+                                                daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _watch(self) -> None:
+        frozen_since: float | None = None
+        while not self._closed.wait(_SLICE):
+            proc = self._server.process or self._server.reused
+            if not self._in_flight or proc is None or not processes.frozen(proc):
+                frozen_since = None
+                continue
+            now = time.monotonic()
+            frozen_since = frozen_since or now
+            if now - frozen_since >= processes.FROZEN_GRACE:
+                self.gave_up = (f"(pid {proc.pid}) is frozen (stopped by a signal); gave up on it after "
+                                f"{processes.FROZEN_GRACE:g} s")
+                self._channel.close()
+                return
 
 
 def _next(messages: queue.Queue[Any]) -> Any:

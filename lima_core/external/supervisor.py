@@ -95,8 +95,8 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
     sock = socket_path(instance_dir, name)
     pid_path = instance_dir / filenames.driver_pid_file(name)
     if answers(sock):
-        return Server(name, path, sock, reused=_server_pid(instance_dir, name, prune=False).process)
-    starting = _server_pid(instance_dir, name).process
+        return Server(name, path, sock, reused=server_pid(instance_dir, name, prune=False).process)
+    starting = server_pid(instance_dir, name).process
     if starting is not None:
         if _wait_socket(sock, timeout, alive=lambda: _running(starting)):
             return Server(name, path, sock, reused=starting)
@@ -109,7 +109,7 @@ def ensure_server(path: str, name: str, instance_dir: Path, timeout: float = REA
     return spawn(path, name, instance_dir, timeout)
 
 
-def _server_pid(instance_dir: Path, name: str, prune: bool = True) -> pidfile.PidStatus:
+def server_pid(instance_dir: Path, name: str, prune: bool = True) -> pidfile.PidStatus:
     """``<name>.drv.pid``, accepted only for the driver *name* serving this instance (see pidfile)."""
     return pidfile.read(instance_dir / filenames.driver_pid_file(name), expect=filenames.driver_executable(name, windows=False),
                         owner=instance_dir, prune=prune)
@@ -122,27 +122,22 @@ def launch(path: str, name: str, instance_dir: Path) -> None:
     :func:`ensure_server` (in another process, usually) waits for it. Nothing
     is spawned when a server of *name* already answers or is starting.
     """
-    if answers(socket_path(instance_dir, name)) or _server_pid(instance_dir, name).process is not None:
+    if answers(socket_path(instance_dir, name)) or server_pid(instance_dir, name).process is not None:
         return
     _popen(path, name, instance_dir)
 
 
 def _popen(path: str, name: str, instance_dir: Path) -> subprocess.Popen:
-    """Spawn the driver server and write its pid file."""
+    """Spawn the driver server, recorded in its pid file before anyone can miss it (``pidfile.spawn``)."""
     instance_dir.mkdir(parents=True, exist_ok=True)
+    pid_path = instance_dir / filenames.driver_pid_file(name)
     with open(instance_dir / filenames.EXTERNAL_DRIVER_STDERR_LOG, "ab") as log:
         try:
-            proc = subprocess.Popen([path, "--inst-dir", str(instance_dir)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise DriverProcessError(f"cannot run external driver {path}: {exc.strerror}") from exc
-    pid_path = instance_dir / filenames.driver_pid_file(name)
-    try:
-        pidfile.write(pid_path, proc.pid)
-    except OSError as exc:
-        processes.kill(proc)
-        raise DriverProcessError(f"cannot write {pid_path}: {exc.strerror}") from exc
-    return proc
+            return pidfile.spawn(pid_path, [path, "--inst-dir", str(instance_dir)], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, close_fds=True)
+        except OSError as exc:  # from running it, or from recording it (then it was killed)
+            where = "" if exc.filename in (None, path) else f" ({exc.filename})"
+            raise DriverProcessError(f"cannot run external driver {path}: {exc.strerror or exc}{where}") from exc
 
 
 def spawn(path: str, name: str, instance_dir: Path, timeout: float = READY_TIMEOUT) -> Server:
@@ -194,12 +189,12 @@ def stop_servers(instance_dir: Path, force: bool = False, timeout: float = STOP_
     """
     notes: list[str] = []
     for pid_path in sorted(instance_dir.glob("*" + filenames.DRIVER_PID_SUFFIX)):
-        status = _server_pid(instance_dir, pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)])
+        status = server_pid(instance_dir, pid_path.name[: -len(filenames.DRIVER_PID_SUFFIX)])
         if status.process is not None:
-            if force:
-                processes.kill(status.process)
-            else:
-                processes.terminate(status.process, timeout)
+            gone = processes.kill(status.process, group=True) if force else processes.terminate(status.process, timeout)
+            if not gone:
+                notes.append(f"driver process {status.pid} ({pid_path.name}) is still alive after SIGKILL")
+                continue  # its pid file is kept: it still leads to the process
         elif status.reason:
             notes.append(status.reason)
         pidfile.remove(pid_path)

@@ -54,10 +54,11 @@ def run(name: str) -> int:
 
 def _run_locked(name: str, inst_dir: Path) -> int:
     pid_path = inst_dir / filenames.HOST_AGENT_PID
-    pidfile.write(pid_path, os.getpid())
     agent = HostAgent(name, inst_dir)
+    # Before ha.pid exists: a `lima stop` that finds it signals us at once, and is heard.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, agent.on_signal)
+    pidfile.write(pid_path, os.getpid())
     try:
         return agent.run()
     finally:

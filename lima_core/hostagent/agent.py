@@ -106,6 +106,8 @@ class HostAgent:
         try:
             self.booting = True
             try:
+                if self.stopping.is_set():  # asked to stop before it began
+                    raise _StopDuringBoot(self.stop_reason)
                 handle = self._boot()
             finally:
                 self.booting = False
@@ -387,6 +389,7 @@ class HostAgent:
         host = self.host
         if self.record is not None and self.handle is not None and not self.suspended:
             suspended.remove(self.inst_dir)  # the VM ran from the saved state: that record is spent
+        problems: list[str] = []
         if host is not None and started:
             try:
                 host.stop()
@@ -400,12 +403,18 @@ class HostAgent:
                         fresh.stop()
                     finally:
                         fresh.close()
+                    problems.append(f"{exc.message}; stopped the VM through a new driver process")
                 except LimaError as again:
                     log.error("the new driver process could not stop the VM either: %s", again.message)
+                    problems.append(f"{exc.message}; a new driver process could not stop the VM either "
+                                    f"({again.message}), so it was killed")
                     self._kill_vm()
             except LimaError as exc:
                 log.error("stop failed: %s", exc.message)
+                problems.append(f"stop failed: {exc.message}; the VM was killed")
                 self._kill_vm()
+        if problems:  # after the first `exiting` event: `lima stop` reports the last one
+            self.emit(exiting=True, errors=self.errors + problems)
         if host is not None:
             host.close()
         sshutil.stop_master(self.inst_dir, self.name)

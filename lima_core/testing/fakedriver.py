@@ -163,10 +163,9 @@ class FakeDriver:
             args += ["--exit-after", str(opts["exitAfter"])]
         if opts.get("ignoreTerm"):
             args.append("--ignore-term")
-        log = open(self.dir / "fakevm.log", "ab")
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        pidfile.write(self._pid_path, proc.pid)
+        with open(self.dir / "fakevm.log", "ab") as log:
+            proc = pidfile.spawn(self._pid_path, args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True)
         if opts.get("dieIn") == hook:
             _die(hook)
         # "Boot has begun" once the VM process is up and handles SIGTERM.

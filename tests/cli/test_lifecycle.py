@@ -115,7 +115,7 @@ def test_killed_host_agent_is_broken_and_stop_f_recovers(lima, driver_mode: str,
         # The VM outlives its host agent: Broken, with the reason and the way out.
         inst = wait_status(lima, "kha", "Broken")
         assert inst["status"] == "Broken"
-        assert "fake driver is running but host agent is not; run `lima stop -f kha`" in inst["errors"][0]
+        assert "the fake VM is running but its host agent is not; run `lima stop -f kha`" in inst["errors"][0]
         r = lima("stop", "kha", ok=False)
         assert "lima stop -f kha" in r.stderr
         r = lima("start", "kha", ok=False)

@@ -161,3 +161,22 @@ def no_processes_of(lima_home: Path, timeout: float = 10) -> list[str]:
     while (found := processes_of(lima_home)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return found
+
+
+def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`lima ARGS` as a real process (stdin closed), which must end within *timeout* and print no traceback;
+    a failure must be one `lima: ...` line and exit 1."""
+    proc = subprocess.run([sys.executable, "-m", "lima_core", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, errors="replace", timeout=timeout, env=env)
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, (args, proc.stderr)
+    if proc.returncode != 0:
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("lima: "), (args, proc)
+    return proc
+
+
+def hints(text: str) -> list[list[str]]:
+    """The commands a message names: each `lima ...` between backquotes, as argument lists."""
+    import re
+    import shlex
+
+    return [shlex.split(m)[1:] for m in re.findall(r"`(lima [^`]*)`", text)]

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from faultkit import Kept, finish, lima_process, one_error_line, quick_status, set_faults, wait_for
+from faultkit import Kept, finish, lima_process, one_error_line, quick_status, run, set_faults, wait_for
+
+from lima_core import locks
 
 pytestmark = pytest.mark.usefixtures("fake_ssh")
 
@@ -155,3 +157,22 @@ def test_delete_while_a_command_tries_the_lock(lima, driver_mode: str, fake_temp
         t.join(10)
     assert tries[0] > 0 and not (lima_home / "tries").exists()
     assert not [p.name for p in lima_home.iterdir() if "tries" in p.name]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6])
+def test_a_stop_that_arrives_early_still_stops(delay: float, lima, external: Path, fake_template: Path,
+                                               lima_home: Path, instances: list[str], leftovers) -> None:
+    """`lima stop` while `lima start` holds the instance to launch the driver and the host agent: it said
+    "being started; run `lima stop` again", and the start then completed. Now the stop waits for the host
+    agent and stops it."""
+    instances.append("early")
+    lima("create", "--name", "early", str(fake_template), ok=True)
+    start = lima_process("start", "early")
+    wait_for(lambda: locks.held(lima_home / "early" / "instance.lock"), what="the start to hold the instance")
+    time.sleep(delay)
+    r = run("stop", "early")
+    code, _, err = finish(start, 60)
+    assert r.returncode == 0 and "is stopped" in r.stderr, r.stderr
+    assert code == 1 and "lima: instance 'early' failed to start" in err.strip().splitlines()[-1], err
+    assert quick_status("early")["status"] == "Stopped"
+    assert leftovers() == []

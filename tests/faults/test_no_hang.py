@@ -6,12 +6,13 @@ Real `lima` processes, so Ctrl-C is a real SIGINT.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from faultkit import finish, lima_process, quick_status, set_faults, status, wait_for
+from faultkit import alive, finish, lima_process, quick_status, run, set_faults, status, wait_for
 
 pytestmark = pytest.mark.usefixtures("fake_ssh")
 INTERRUPTED = "lima: interrupted; the instance is left as it was at that moment (`lima list` shows its state)"
@@ -100,3 +101,52 @@ def test_list_with_a_driver_that_does_not_answer(lima, external: Path, fake_temp
     assert inst["status"] == "Broken" and "did not answer within" in inst["errors"][0], inst
     lima("delete", "-f", "l", ok=True)  # the next command handles it
     assert not (lima_home / "l").exists()
+
+
+def test_stop_with_a_frozen_external_driver(lima, external: Path, fake_template: Path, lima_home: Path,
+                                            instances: list[str], leftovers) -> None:
+    """A driver stopped by SIGSTOP never answers `stop` (a call without deadline): the host agent gives up on it
+    in seconds, stops the VM through a fresh driver process and says so. It waited 190 s and failed."""
+    instances.append("fr")
+    lima("create", "--name", "fr", str(fake_template), ok=True)
+    assert run("start", "fr").returncode == 0
+    driver = int((lima_home / "fr" / "fake.drv.pid").read_text())
+    vm = quick_status("fr")["driverPID"]
+    os.kill(driver, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = run("stop", "fr", timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if alive(driver):
+            os.kill(driver, signal.SIGCONT)
+    assert r.returncode == 0 and "is stopped" in r.stderr, r.stderr
+    assert took < 15, took
+    assert f"the fake driver process (pid {driver}) is frozen (stopped by a signal)" in r.stderr
+    assert "stopped the VM through a new driver process" in r.stderr
+    assert not alive(driver) and not alive(vm)
+    assert quick_status("fr")["status"] == "Stopped"
+    assert leftovers() == []
+    assert run("start", "fr").returncode == 0  # and it starts again
+    assert run("stop", "fr").returncode == 0
+    assert leftovers() == []
+
+
+def test_stop_with_a_frozen_host_agent(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                                       instances: list[str], leftovers) -> None:
+    """A host agent stopped by SIGSTOP cannot act on SIGINT: stop gives up on it in seconds and does what
+    `stop -f` does, saying so."""
+    instances.append("fh")
+    lima("create", "--name", "fh", str(fake_template), ok=True)
+    assert run("start", "fh").returncode == 0
+    inst = quick_status("fh")
+    os.kill(inst["hostAgentPID"], signal.SIGSTOP)
+    t0 = time.monotonic()
+    r = run("stop", "fh", timeout=60)
+    assert r.returncode == 0 and "is stopped" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 15
+    assert f"the host agent of 'fh' (pid {inst['hostAgentPID']}) is frozen (stopped by a signal)" in r.stderr
+    assert "stopping the instance forcibly" in r.stderr
+    assert not alive(inst["hostAgentPID"]) and not alive(inst["driverPID"])
+    assert quick_status("fh")["status"] == "Stopped"
+    assert leftovers() == []

@@ -49,7 +49,8 @@ def existing_lima_version(instance_dir: Path) -> str | None:
     if not any((instance_dir / marker).exists() for marker in filenames.INSTANCE_MARKERS):
         return None
     try:
-        return (instance_dir / filenames.LIMA_VERSION).read_text().strip()
+        # A version that does not decode cannot be parsed either: it counts as new, as in Lima.
+        return (instance_dir / filenames.LIMA_VERSION).read_bytes().decode(errors="replace").strip()
     except OSError:
         return ""
 

@@ -34,14 +34,23 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lima_core import disks, filenames, hookimpl, pidfile, processes
+from lima_core import disks, filenames, hookimpl, pidfile, processes, textfile
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
-from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
+from lima_core.limatype import (
+    DEFAULT_DISK,
+    STATUS_BROKEN,
+    STATUS_RUNNING,
+    DriverFeatures,
+    Info,
+    Instance,
+    LimaYAML,
+    host_arch,
+)
 from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
 from lima_core.units import parse_size
 
-from . import config, disk, process, qmp, savedstate
+from . import config, disk, process, qmp, runstate, savedstate
 
 if TYPE_CHECKING:
     import psutil  # imported where used: the driver process starts faster without it
@@ -274,10 +283,14 @@ class QemuDriver:
             out.flush()
             start = out.tell()
             try:
-                proc = subprocess.Popen([exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                        start_new_session=True, close_fds=True)
+                # qemu.pid is written here, with the process's identity, as soon as the process exists:
+                # QEMU writes it again (-pidfile) only once it has started, and until then a forced
+                # stop would find nothing to kill.
+                proc = pidfile.spawn(process.pid_path(d), [exe, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=out, start_new_session=True, close_fds=True)
             except OSError as exc:
-                raise StartFailed(f"cannot run {exe}: {exc.strerror}") from None
+                where = "" if exc.filename in (None, exe) else f" ({exc.filename})"
+                raise StartFailed(f"cannot run {exe}: {exc.strerror or exc}{where}") from None
         self._wait_started(proc, log_path, start)
         return proc, log_path, start
 
@@ -341,7 +354,7 @@ class QemuDriver:
             memory_mib=self._memory_bytes() >> 20, cpus=self._cpus(),
             firmware=firmware.find(cfg, arch, qemu.exe, d),
             iso=(d / filenames.ISO).exists(), kernel=(d / filenames.KERNEL).exists(),
-            kernel_cmdline=cmdline_path.read_text().strip() if cmdline_path.exists() else None,
+            kernel_cmdline=textfile.read(cmdline_path).strip() if cmdline_path.exists() else None,
             initrd=(d / filenames.INITRD).exists(),
             ssh_address=inst.ssh_address or DEFAULT_SSH_ADDRESS, ssh_local_port=port, mac=mac_address(d),
             mounts=tuple(shared), additional_disks=additional_disks,
@@ -383,24 +396,32 @@ class QemuDriver:
                 pass
 
     def _shutdown(self, proc: psutil.Process) -> None:
-        """Lima's shutdownQEMU: the power button over QMP, wait, then SIGKILL."""
+        """Lima's shutdownQEMU: the power button over QMP, wait, then SIGKILL. A VM that cannot power down
+        (paused, halted: see :mod:`.runstate`) is killed at once, before each press of the button."""
         log.info("shutting down QEMU (pid %d) with the power button", proc.pid)
-        try:
-            qmp.execute(self._qmp_sock, "system_powerdown")
-        except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
-            log.warning("%s; forcibly killing QEMU", exc)
-            processes.kill(proc)
-            return
         deadline = time.monotonic() + self.stop_timeout
-        while not processes.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
+        pressed = False
+        while True:
+            state = runstate.query(self._qmp_sock, self.arch)
+            if state is not None and state.problem:
+                log.warning("%s: the power button cannot stop it; killing QEMU", state.problem)
                 processes.kill(proc)
                 return
             try:
                 qmp.execute(self._qmp_sock, "system_powerdown")
+                pressed = True
             except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
+                if not pressed:
+                    log.warning("%s; forcibly killing QEMU", exc)
+                    processes.kill(proc)
+                    return
                 log.debug("pressing the power button again: %s", exc)
+            if processes.wait_exit(proc, min(self.powerdown_interval, max(0.0, deadline - time.monotonic()))):
+                break
+            if time.monotonic() >= deadline:
+                log.warning("QEMU did not exit in %g s, forcibly killing it", self.stop_timeout)
+                processes.kill(proc)
+                return
         log.info("QEMU has exited")
 
     # -- suspend (lima-core's) ------------------------------------------------------------
@@ -458,9 +479,24 @@ class QemuDriver:
                               f"it was saved; resume it (`lima resume {self.dir.name}`) or discard the saved state "
                               f"(`lima stop {self.dir.name}`) first")
 
-    # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
-    # A driver that implements it is asked by every `lima list` (as an external driver, that
-    # means running it once more).
+    @hookimpl
+    def inspect_status(self, instance: Instance) -> str:
+        """Broken (with the reason in ``instance.errors``) while QEMU runs a VM that cannot run its guest: paused,
+        halted (:mod:`.runstate`); else "" (the host reads qemu.pid, as Lima does). Costs a QMP query per
+        running VM, nothing for a stopped one."""
+        d = Path(instance.dir)
+        pid_path = process.pid_path(d)
+        if not pid_path.exists() or pidfile.read(pid_path, expect=str(pid_path), prune=False).process is None:
+            return ""
+        if savedstate.under_way(d):
+            return ""  # QEMU pauses the VM on purpose while its state is saved or loaded
+        cfg = instance.config
+        state = runstate.query(d / filenames.QMP_SOCK, (cfg.arch if cfg is not None else None) or host_arch())
+        if state is None or not state.problem:
+            return ""
+        instance.errors.append(state.problem)
+        return STATUS_BROKEN
+
 
     # -- display --------------------------------------------------------------------------
 

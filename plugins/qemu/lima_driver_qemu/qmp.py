@@ -5,13 +5,13 @@ event loop (``asyncio.run``), so any thread may call it: the gRPC server's
 worker threads, the host agent's, a CLI. QEMU serves one QMP client at a time
 on the socket, which is why nothing here keeps a connection open.
 
-``qemu.qmp`` is imported at the first call: a driver process that only
-answers ``info`` or ``inspect-status`` (``lima list``) never loads it.
+``qemu.qmp`` and asyncio are imported at the first call: a driver that only
+answers ``info``, or ``inspect_status`` for stopped VMs (``lima list``), never
+loads them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -49,6 +49,8 @@ def run(sock: Path, commands: list[tuple[str, dict[str, Any] | None]], *,
     :raises QMPUnavailable: cannot connect (or negotiate) within *connect_timeout*.
     :raises QMPCommandError: a command failed; later ones are not sent.
     """
+    import asyncio
+
     from qemu.qmp import ExecuteError, QMPClient, QMPError
 
     async def session() -> list[Any]:
@@ -101,6 +103,8 @@ def wait_for_socket(sock: Path, timeout: float) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    import asyncio
+
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     cause = getattr(exc, "exc", None) or exc.__cause__

@@ -119,6 +119,11 @@ def exists(inst_dir: Path) -> bool:
     return info_path(inst_dir).exists() or state_path(inst_dir).exists()
 
 
+def under_way(inst_dir: Path) -> bool:
+    """A save is being written, or a saved state is there to be loaded (or being loaded)."""
+    return exists(inst_dir) or _tmp(inst_dir).exists()
+
+
 def discard(inst_dir: Path) -> bool:
     """Remove the saved state (record first: a stream without one is never resumed); True if there was one."""
     found = False

@@ -192,9 +192,11 @@ def test_info_and_fixed_answers(tmp_path: Path) -> None:
     assert info.features.supported_image_formats == ["qcow2", "raw", "vmdk", "vhdx"]
     assert not info.features.static_ssh_port and not info.features.can_run_gui
     # The host's defaults answer these, as Lima's qemu driver would: an external qemu is not asked.
-    defaulted = {"create", "delete", "boot_scripts", "inspect_status", "forward_guest_agent", "guest_agent_conn",
+    defaulted = {"create", "delete", "boot_scripts", "forward_guest_agent", "guest_agent_conn",
                  "ssh_address", "additional_setup_for_ssh"}
     assert defaulted.isdisjoint(host.implemented)
+    # inspect_status looks at QEMU's run state only while qemu.pid names a live QEMU (runstate.py): "" here.
+    assert host.inspect_status(inst) == "" and inst.errors == []
     assert host.forward_guest_agent() is True
     assert host.ssh_address() == "127.0.0.1"
     assert host.boot_scripts() == {}
