@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import create, delete, drivers, hostagent, info, shell, snapshot, start, stop, template
+from . import create, delete, drivers, hostagent, info, portforwards, shell, snapshot, start, stop, template
 from . import list as list_cmd
 from ._common import new_app, setup_logging
 
@@ -33,6 +33,7 @@ app.command("delete")(delete.delete)
 app.command("list")(list_cmd.list_)
 app.command("shell", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})(shell.shell)
 app.command("info")(info.info)
+app.command("port-forwards")(portforwards.port_forwards)
 app.command("hostagent", hidden=True)(hostagent.hostagent)
 app.add_typer(snapshot.app, name="snapshot")
 app.add_typer(drivers.app, name="drivers")

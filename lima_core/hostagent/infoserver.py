@@ -1,4 +1,5 @@
-"""``ha.sock``: the host agent's HTTP API on a unix socket (``GET /v1/info``), as Lima's."""
+"""``ha.sock``: the host agent's HTTP API on a unix socket (``GET /v1/info``, as Lima's; and lima-core's
+``GET /v1/port-forwards``, the current forwards and the guest agent's state)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+PORT_FORWARDS = "/v1/port-forwards"
+
 
 class InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``."""
+    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``; ``GET /v1/port-forwards``."""
 
     daemon_threads = True
 
@@ -25,10 +28,14 @@ class InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path != "/v1/info":
+                if self.path == "/v1/info":
+                    answer = {"sshLocalPort": agent.ssh_local_port}
+                elif self.path == PORT_FORWARDS:
+                    answer = agent.port_forwards()
+                else:
                     self.send_error(404)
                     return
-                body = json.dumps({"sshLocalPort": agent.ssh_local_port}).encode()
+                body = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

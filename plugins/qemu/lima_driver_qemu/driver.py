@@ -9,12 +9,16 @@ What starts QEMU (finding the binary and its features, the accelerator, the
 firmware, the command line) is imported by the hooks that need it: a driver
 process that answers ``info`` or serves a running VM's ``stop`` never loads it.
 
+The guest agent is reached through a virtio-serial port, as Lima's qemu
+driver does on Windows hosts (here on every host): ``info`` names the port,
+so ``forward_guest_agent`` defaults to false, and ``guest_agent_conn`` dials
+QEMU's end of it, ``ga.sock``.
+
 Hooks whose host default is what Lima's qemu driver does are not implemented,
 so an external driver is not asked for them: ``create`` and ``delete``
 (nothing outside the instance directory), ``boot_scripts`` (none),
-``forward_guest_agent`` (true: no vsock), ``guest_agent_conn`` (none: the
-host dials ``ga.sock``), ``ssh_address`` (127.0.0.1) and
-``additional_setup_for_ssh`` (nothing to wait for).
+``forward_guest_agent`` (false: there is a virtio port), ``ssh_address``
+(127.0.0.1) and ``additional_setup_for_ssh`` (nothing to wait for).
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lima_core import filenames, hookimpl, pidfile, processes
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
+from lima_core.guestagent import VIRTIO_PORT
 from lima_core.limatype import DEFAULT_DISK, STATUS_RUNNING, DriverFeatures, Info, Instance, LimaYAML, host_arch
 from lima_core.network import mac_address
 from lima_core.starthandle import StartHandle
@@ -150,7 +156,7 @@ class QemuDriver:
     @hookimpl
     def info(self) -> Info:
         inst = self.instance
-        return Info(name=self.name, vsock_port=0, virtio_port="", instance_dir=inst.dir if inst else "",
+        return Info(name=self.name, vsock_port=0, virtio_port=VIRTIO_PORT, instance_dir=inst.dir if inst else "",
                     features=DriverFeatures(supported_image_formats=list(SUPPORTED_IMAGE_FORMATS)))
 
     @hookimpl
@@ -369,6 +375,22 @@ class QemuDriver:
             except (qmp.QMPUnavailable, qmp.QMPCommandError) as exc:
                 log.debug("pressing the power button again: %s", exc)
         log.info("QEMU has exited")
+
+    # -- guest agent ----------------------------------------------------------------------
+
+    @hookimpl
+    def guest_agent_conn(self) -> Any:
+        """QEMU's end of the guest agent's virtio-serial port (Lima's GuestAgentConn: dial ga.sock)."""
+        path = self.dir / filenames.GUEST_AGENT_SOCK
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5.0)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            sock.close()
+            raise DriverError(f"cannot connect to the guest agent's port {path}: {exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return sock, "unix"
 
     # inspect_status is deliberately not implemented: the host reads qemu.pid, as Lima does.
     # A driver that implements it is asked by every `lima list` (as an external driver, that
