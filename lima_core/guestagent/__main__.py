@@ -24,7 +24,9 @@ def main(argv=None):
     run.add_argument("--idle-tick", type=float, default=daemon.DEFAULT_IDLE_TICK,
                      help="seconds between listings when they can (default %(default)s)")
     run.add_argument("--no-trigger", action="store_true", help="do not use the tracepoints: list every --tick")
+    # For lima-core's fake guests: not root, and the "guest's" sockets read from a directory of tables.
     run.add_argument("--allow-non-root", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--proc-net", default="", help=argparse.SUPPRESS)
     sub.add_parser("ports", help="print the listening sockets and exit")
     sub.add_parser("version", help="print the version and exit")
     args = parser.parse_args(argv)

@@ -379,8 +379,9 @@ def run(args):
         raise SystemExit("lima-guestagent: the daemon must run as root")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    agent = Agent(loop, ports.Lister(), tick=args.tick, idle_tick=args.idle_tick, user=args.user,
-                  use_trigger=not args.no_trigger)
+    lister = ports.Lister(args.proc_net, use_netlink=False) if args.proc_net else ports.Lister()
+    agent = Agent(loop, lister, tick=args.tick, idle_tick=args.idle_tick, user=args.user,
+                  use_trigger=not (args.no_trigger or args.proc_net))
     agent.start()
     if agent.trigger is not None:
         when = "on tracepoint events and every %g s" % agent.idle_tick

@@ -6,7 +6,8 @@ It writes ``fakevm.running`` in the instance directory while it runs, so tests
 (and a fake ``ssh``) can tell that the guest is up. Like a guest that ran its
 boot scripts, it writes the instance id from cidata to
 ``fakevm-root/run/lima-ssh-ready`` and ``lima-boot-done`` (see
-:mod:`lima_core.testing.fakessh`).
+:mod:`lima_core.testing.fakessh`), and runs cidata's ``lima-guestagent`` until
+it stops (see :mod:`lima_core.testing.fakeguest`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,17 @@ def _boot(instance_dir: Path) -> None:
     try:
         buf = io.BytesIO()
         reader.get_file_from_iso_fp(buf, rr_path="/lima.env")
+        agent = io.BytesIO()
+        try:
+            reader.get_file_from_iso_fp(agent, rr_path="/lima-guestagent")
+        except pycdlib.pycdlibexception.PyCdlibInvalidInput:
+            agent = None  # plain mode: no guest agent
     finally:
         reader.close()
+    if agent is not None:
+        from . import fakeguest
+
+        fakeguest.start_agent(instance_dir, agent.getvalue(), die_with_parent=True)
     for line in buf.getvalue().decode().splitlines():
         key, _, value = line.partition("=")
         if key == "LIMA_CIDATA_IID":
@@ -73,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
     finally:
         marker.unlink(missing_ok=True)
+        from . import fakeguest
+
+        fakeguest.stop_agent(opts.instance_dir)
     return 0
 
 
