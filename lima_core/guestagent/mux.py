@@ -17,6 +17,8 @@ network would.
 
 import asyncio
 import logging
+import socket
+import struct
 
 from . import wire
 
@@ -28,6 +30,8 @@ LOCAL_HIGH_WATER = 256 << 10
 LOCAL_LOW_WATER = 64 << 10
 #: datagrams are dropped while the agent connection has this much waiting to be written
 DATAGRAM_DROP_BACKLOG = 4 << 20
+#: datagrams kept for a UDP channel whose local socket is being made
+MAX_QUEUED_DATAGRAMS = 64
 
 log = logging.getLogger("lima-guestagent")
 
@@ -252,7 +256,7 @@ class StreamChannel(object):
         self.session.channels.pop(self.id, None)
         if self.transport is not None:
             if error:
-                self.transport.abort()
+                _reset(self.transport)
             else:
                 self.transport.close()
 
@@ -308,6 +312,17 @@ class StreamChannel(object):
             self.session.send(wire.window(self.id, taken))
 
 
+def _reset(transport):
+    """Close a TCP connection with a reset (what its peer's failure was), any other socket plainly."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
 class StreamEnd(asyncio.Protocol):
     """The protocol of a channel's local stream socket."""
 
@@ -344,9 +359,17 @@ class DatagramChannel(object):
         self.id = channel_id
         self.deliver = deliver
         self.transport = None
+        #: datagrams from the peer before the local socket exists
+        self.queued = []
         self.finished = False
         self.last_used = session.loop.time()
         session.channels[channel_id] = self
+
+    def attach(self, transport):
+        self.transport = transport
+        for data in self.queued:
+            transport.sendto(data)
+        self.queued = []
 
     def local_datagram(self, data):
         self.last_used = self.session.loop.time()
@@ -360,6 +383,8 @@ class DatagramChannel(object):
             self.deliver(data)
         elif self.transport is not None:
             self.transport.sendto(data)
+        elif len(self.queued) < MAX_QUEUED_DATAGRAMS:
+            self.queued.append(data)
 
     def peer_eof(self):
         pass
@@ -397,7 +422,7 @@ class DatagramEnd(asyncio.DatagramProtocol):
         self.channel = channel
 
     def connection_made(self, transport):
-        self.channel.transport = transport
+        self.channel.attach(transport)
 
     def datagram_received(self, data, addr):
         self.channel.local_datagram(data)

@@ -385,8 +385,8 @@ class PortForwarding:
         if key is None:
             return
         fwd = self.forwards[key]
-        fwd.guests.remove(guest)
-        if fwd.guests:
+        if len(fwd.guests) > 1:
+            fwd.guests.remove(guest)
             return
         del self.forwards[key]
         await self._close(fwd, say=True)
@@ -396,8 +396,7 @@ class PortForwarding:
             fwd.listener = await hostlisten.listen(self.loop, fwd.proto, fwd.host, guest_proto,
                                                    lambda: self.session, lambda: fwd.guests[0])
         except OSError as exc:
-            self._failed(fwd, hostlisten.bind_error(fwd.proto, fwd.host, exc),
-                         quiet=hostlisten.negligible(fwd.proto, fwd.host, exc))
+            self._bind_failed(fwd, exc)
             return
         self._forwarding(fwd)
 
@@ -406,8 +405,7 @@ class PortForwarding:
             try:  # ssh's own message would only say "Port forwarding failed"
                 hostlisten.inet_socket("tcp", fwd.host).close()
             except OSError as exc:
-                self._failed(fwd, hostlisten.bind_error("tcp", fwd.host, exc),
-                             quiet=hostlisten.negligible("tcp", fwd.host, exc))
+                self._bind_failed(fwd, exc)
                 return
         try:
             await self._blocking(sshforward.forward, self.inst_dir, self.name, spec, reverse=reverse)
@@ -425,6 +423,12 @@ class PortForwarding:
             text = f"Forwarding {fwd.proto.upper()} from {guest} to {fwd.host}"
         log.info("%s", text)
         self._event("forwarding", fwd.proto, guest, fwd.host, message=text)
+
+    def _bind_failed(self, fwd: Forward, exc: OSError) -> None:
+        """As Lima: a privileged port, or one of a common host service, is no news (logged as "Not
+        forwarding") when the default rule chose it; a lima.yaml rule that cannot be had is a warning."""
+        quiet = fwd.rule < 0 and hostlisten.negligible(fwd.proto, fwd.host, exc)
+        self._failed(fwd, hostlisten.bind_error(fwd.proto, fwd.host, exc), quiet=quiet)
 
     def _failed(self, fwd: Forward, error: str, quiet: bool = False) -> None:
         fwd.state, fwd.error = "failed", error
