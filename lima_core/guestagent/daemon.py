@@ -123,6 +123,8 @@ class GuestSession(mux.Session):
         self.agent = agent
         self.peer = peer
         self.ready = False
+        #: done when the connection is gone
+        self.ended = agent.loop.create_future()
 
     def on_control(self, kind, payload):
         if kind == wire.HELLO:
@@ -179,6 +181,8 @@ class GuestSession(mux.Session):
 
     def lost(self, exc):
         self.agent.sessions.discard(self)
+        if not self.ended.done():
+            self.ended.set_result(exc)
         if self.ready:
             log.info("host disconnected%s", ": %s" % exc if exc else "")
 

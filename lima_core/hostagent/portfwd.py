@@ -82,7 +82,8 @@ class PortForwarding:
     """The thread that forwards an instance's ports; see the module docstring."""
 
     def __init__(self, *, inst_dir: Path, name: str, driver: driverhost.DriverHost, rules: list[portrules.Rule],
-                 plain: bool, skip_sockets: bool, little_endian: bool, emit: Callable[..., None]) -> None:
+                 plain: bool, skip_sockets: bool, little_endian: bool, emit: Callable[..., None],
+                 can_run_agent: Callable[[], bool] | None = None) -> None:
         self.inst_dir = inst_dir
         self.name = name
         self.driver = driver
@@ -91,6 +92,8 @@ class PortForwarding:
         self.skip_sockets = skip_sockets
         self.little_endian = little_endian
         self._emit = emit
+        #: whether the guest can run lima-guestagent (default: ask it over SSH whether it has python3)
+        self._can_run_agent = can_run_agent
         self.loop = asyncio.new_event_loop()
         self.forwards: dict[tuple[str, str], Forward] = {}
         #: (proto, guest address) -> the key of its forward
@@ -248,6 +251,8 @@ class PortForwarding:
     # -- the guest agent -------------------------------------------------------------------------
 
     async def _guest_can_run_agent(self) -> bool:
+        if self._can_run_agent is not None:
+            return await self._blocking(self._can_run_agent)
         for _ in range(3):
             try:
                 proc = await self._blocking(sshforward.run, self.inst_dir, self.name, sshforward.PYTHON_PROBE)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import atomicfile
@@ -112,3 +113,30 @@ def unlisten(inst_dir: Path, proto: str, ip: str, port: int) -> None:
     table = _table(inst_dir, proto, ip)
     line = _line(ip, port, STATE[proto])
     atomicfile.write(table, "".join(x for x in table.read_text().splitlines(keepends=True) if x != line))
+
+
+class _Listening:
+    """A lister whose "sockets" are what *listening()* returns."""
+
+    how = {"tcp": "fake", "udp": "fake"}
+
+    def __init__(self, listening: Callable[[], set]) -> None:
+        self.listening = listening
+
+
+def serve_agent(conn: socket.socket, listening: Callable[[], set[tuple[str, str, int]]], tick: float = 0.05) -> None:
+    """Be the guest agent on *conn* until it closes (a vsock listener of a driver's fake): the real session,
+    with the guest's listeners given by *listening()*; forwarded connections go to host addresses."""
+    import asyncio
+
+    from ..guestagent import daemon
+
+    loop = asyncio.new_event_loop()
+    try:
+        agent = daemon.Agent(loop, _Listening(listening), tick=tick, use_trigger=False)
+        agent.start()
+        _transport, session = loop.run_until_complete(loop.create_connection(lambda: agent.session("vsock"),
+                                                                             sock=conn))
+        loop.run_until_complete(session.ended)
+    finally:
+        loop.close()
