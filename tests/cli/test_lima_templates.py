@@ -13,8 +13,8 @@ import yaml
 TEMPLATES = Path(__file__).resolve().parents[1] / "instance" / "lima-templates"
 NAMES = sorted(p.stem for p in TEMPLATES.glob("*.yaml") if not p.name.startswith("_"))
 #: what `lima template validate` names for each (lima-core warns: it does not apply these yet)
-NAMED = {"default-like": {"containerd"}, "docker-like": {"hostResolver.hosts", "portForwards"},
-         "k8s-like": {"containerd", "portForwards"}, "alpine-like": set(), "env-like": set()}
+NAMED = {"default-like": {"containerd"}, "docker-like": {"hostResolver.hosts"},
+         "k8s-like": {"containerd"}, "alpine-like": set(), "env-like": set()}
 
 
 @pytest.fixture
