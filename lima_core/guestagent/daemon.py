@@ -11,6 +11,7 @@ started or stopped listening (:mod:`.trigger`), else every *tick* seconds.
 """
 
 import asyncio
+import collections
 import errno
 import logging
 import os
@@ -292,9 +293,9 @@ class FdTransport(asyncio.Transport):
         self._fd = fd
         self._protocol = protocol
         self._ended = ended
-        self._buffer = bytearray()
+        self._chunks = collections.deque()
+        self._size = 0
         self._closing = False
-        self._got_data = False
         protocol.connection_made(self)
         loop.add_reader(fd, self._read)
 
@@ -309,13 +310,12 @@ class FdTransport(asyncio.Transport):
         if not data:
             self._lost(None)
             return
-        self._got_data = True
         self._protocol.data_received(data)
 
     def write(self, data):
         if self._closing or not data:
             return
-        if not self._buffer:
+        if not self._chunks:
             try:
                 n = os.write(self._fd, data)
             except (BlockingIOError, InterruptedError):
@@ -325,26 +325,34 @@ class FdTransport(asyncio.Transport):
                 return
             if n == len(data):
                 return
-            data = data[n:]
+            data = memoryview(data)[n:]
             self._loop.add_writer(self._fd, self._flush)
-        self._buffer += data
+        self._chunks.append(data)
+        self._size += len(data)
 
     def _flush(self):
-        try:
-            n = os.write(self._fd, self._buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._lost(exc)
-            return
-        del self._buffer[:n]
-        if not self._buffer:
-            self._loop.remove_writer(self._fd)
-            if self._closing:
-                self._lost(None)
+        # A port takes at most 32 KiB per write: the chunks are written from, not shifted down.
+        while self._chunks:
+            chunk = self._chunks[0]
+            try:
+                n = os.write(self._fd, chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._lost(exc)
+                return
+            self._size -= n
+            if n == len(chunk):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = memoryview(chunk)[n:]
+                return
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            self._lost(None)
 
     def get_write_buffer_size(self):
-        return len(self._buffer)
+        return self._size
 
     def can_write_eof(self):
         return False
@@ -355,7 +363,7 @@ class FdTransport(asyncio.Transport):
     def close(self):
         if not self._closing:
             self._closing = True
-            if not self._buffer:
+            if not self._chunks:
                 self._loop.call_soon(self._lost, None)
 
     def abort(self):
@@ -368,7 +376,8 @@ class FdTransport(asyncio.Transport):
         self._loop.remove_writer(self._fd)
         os.close(self._fd)
         self._fd = -1
-        self._buffer = bytearray()
+        self._chunks.clear()
+        self._size = 0
         self._protocol.connection_lost(exc)
         if not self._ended.done():
             self._ended.set_result(None)

@@ -312,3 +312,53 @@ def test_a_second_session_gets_the_whole_set(start_agent) -> None:
         for h in hosts:
             h.close()
         s.close()
+
+
+def test_the_virtio_transport_over_a_socketpair(host: Host) -> None:
+    """FdTransport (what serves a virtio-serial port) with partial writes, and the end of the host's side."""
+    import asyncio
+
+    from lima_core.guestagent import daemon
+
+    guest_end, host_end = socket.socketpair()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    blob = os.urandom(8 << 20)
+    threading.Thread(target=lambda: srv.accept()[0].sendall(blob), daemon=True).start()
+    done = threading.Event()
+
+    def guest() -> None:
+        loop = asyncio.new_event_loop()
+        agent = daemon.Agent(loop, daemon.ports.Lister(), tick=5, use_trigger=False)
+        ended = loop.create_future()
+        guest_end.setblocking(False)
+        daemon.FdTransport(loop, guest_end.fileno(), agent.session("virtio"), ended)
+        loop.run_until_complete(ended)
+        loop.close()
+        done.set()
+
+    threading.Thread(target=guest, daemon=True).start()
+
+    async def connect() -> dict:
+        from lima_core.hostagent import gaclient
+
+        _t, host.session = await host.loop.create_connection(
+            lambda: gaclient.HostSession(host.loop, host._ports, host.errors.append), sock=host_end)
+        return await host.session.hello
+
+    assert host.call(connect())["version"] == 1
+    hport = free_port()
+    listener = host.forward("tcp", f"127.0.0.1:{hport}", "tcp", f"127.0.0.1:{srv.getsockname()[1]}")
+    try:
+        c = socket.create_connection(("127.0.0.1", hport))
+        time.sleep(0.5)  # the guest end fills the socketpair: writes return short, then EAGAIN
+        got = b""
+        while len(got) < len(blob):
+            got += c.recv(1 << 20)
+        assert got == blob
+    finally:
+        listener.close()
+        srv.close()
+    host.loop.call_soon_threadsafe(host.session.close)
+    assert done.wait(10), "the guest's transport saw the host side close"
