@@ -27,8 +27,11 @@ from . import sshforward
 
 log = logging.getLogger("lima_core.hostagent")
 
-#: Lima's watcher probes the agent this often; a session that does not answer a ping in as long is dropped
+#: Lima's watcher probes the agent this often
 PING_INTERVAL = 10.0
+#: a session from which nothing at all arrives for this long after a ping is dropped (generous: a guest
+#: emulated on a busy host can take seconds to answer)
+PING_TIMEOUT = 60.0
 
 
 class AgentUnreachable(LimaError):
@@ -79,10 +82,16 @@ class HostSession(mux.Session):
         self.info: dict[str, Any] = {}
         self._next_channel = 1
         self._pings: dict[bytes, asyncio.Future] = {}
+        #: loop time of the last bytes from the agent
+        self.last_heard = loop.time()
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self.send(wire.hello({"versions": [wire.PROTOCOL_VERSION], "host": f"lima-core {VERSION}"}))
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
+        super().data_received(data)
 
     def on_control(self, kind: int, payload: bytes) -> None:
         if kind == wire.HELLO:

@@ -272,6 +272,7 @@ class PortForwarding:
         while True:
             try:
                 sock = await self._blocking(gaclient.dial, self.driver, self.inst_dir, self.name, forward)
+                self._resync = True  # before the session can deliver its first report
                 _transport, session = await self.loop.create_connection(
                     lambda: gaclient.HostSession(self.loop, self._on_ports, self._on_agent_error), sock=sock)
                 info = await session.hello
@@ -285,24 +286,30 @@ class PortForwarding:
                 continue
             self.session, self.agent_info, self.agent_error, announced = session, info, "", ""
             self._decide("connected")
-            log.info("connected to the guest agent (lima-guestagent %s, Python %s, listing sockets through %s "
-                     "every %s s)", info.get("agent"), info.get("python"),
-                     "/".join(sorted(set((info.get("discovery") or {}).values()))) or "?", info.get("tick"))
-            self._resync = True
+            log.info("connected to the guest agent (lima-guestagent %s, Python %s; sockets listed through %s, "
+                     "woken by %s, at least every %s s)", info.get("agent"), info.get("python"),
+                     "/".join(sorted(set((info.get("discovery") or {}).values()))) or "?", info.get("trigger"),
+                     info.get("tick"))
             await self._keep_alive(session)
             self.session = None
             self.agent_state = "waiting"
             log.warning("lost the connection to the guest agent; reconnecting")
 
     async def _keep_alive(self, session: gaclient.HostSession) -> None:
+        """Until the session ends; a ping every PING_INTERVAL, and the session dropped when nothing at all
+        came from the agent for PING_TIMEOUT (a long forwarded transfer counts as a sign of life)."""
         while True:
             done, _ = await asyncio.wait([session.ended], timeout=gaclient.PING_INTERVAL)
             if done:
                 return
             try:
-                await session.ping(gaclient.PING_INTERVAL)
-            except (asyncio.TimeoutError, ConnectionError):
-                log.warning("the guest agent did not answer a ping within %g s", gaclient.PING_INTERVAL)
+                await session.ping(gaclient.PING_TIMEOUT)
+            except ConnectionError:
+                return
+            except asyncio.TimeoutError:
+                if self.loop.time() - session.last_heard < gaclient.PING_TIMEOUT:
+                    continue
+                log.warning("nothing came from the guest agent for %g s", gaclient.PING_TIMEOUT)
                 session.close()
                 await session.ended
                 return

@@ -241,7 +241,7 @@ def test_cloud_guest_forwards_through_the_guest_agent(lima, lima_env: dict[str, 
     for line in (f"Forwarding TCP from 127.0.0.1:{rule_guest} to 127.0.0.1:{rule_host}",
                  f"Forwarding TCP from 0.0.0.0:{default} to 127.0.0.1:{default}",
                  f"Forwarding UDP from 127.0.0.1:{udp_guest} to 127.0.0.1:{udp_host}",
-                 f"Forwarding unix from /tmp/lima-e2e.sock to {sock}".replace("unix", "UNIX"),
+                 f"Forwarding UNIX from /tmp/lima-e2e.sock to {sock}",
                  f"Not forwarding TCP 127.0.0.1:{ignored}",
                  f"cannot forward TCP from 127.0.0.1:{taken} to 127.0.0.1:{taken}",
                  f"Stopping forwarding TCP from 0.0.0.0:{default} to 127.0.0.1:{default}"):
