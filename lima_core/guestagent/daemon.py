@@ -140,7 +140,7 @@ class GuestSession(mux.Session):
             self.ready = True
             self.agent.sessions.add(self)
             log.info("host connected%s", " (%s)" % self.peer if self.peer else "")
-            self.send_ports(self.agent.current, ())
+            self.send_ports(self.agent.current, (), first=True)
         elif kind == wire.ERROR:
             log.warning("the host reports: %s", wire.load(kind, payload).get("message"))
 
@@ -172,8 +172,9 @@ class GuestSession(mux.Session):
             if not channel.finished:
                 channel.fail("%s %s: %s" % (proto, address, getattr(exc, "strerror", None) or exc))
 
-    def send_ports(self, added, removed):
-        if self.ready and (added or removed):
+    def send_ports(self, added, removed, first=False):
+        """A PORTS frame; the first of a session is sent even when there is no listener (it is the set)."""
+        if self.ready and (added or removed or first):
             self.send(wire.control(wire.PORTS, {"added": _listeners(added), "removed": _listeners(removed)}))
 
     def report_error(self, message):

@@ -321,6 +321,7 @@ class PortForwarding:
             removed = (self._listening - added) | removed
             added = added - self._listening
         self._listening = (self._listening - removed) | added
+        log.debug("the guest's listeners: +%s -%s", sorted(added), sorted(removed))
         assert self._updates is not None
         self._updates.put_nowait((added, removed))
 

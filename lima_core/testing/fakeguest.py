@@ -38,11 +38,12 @@ def _tables(inst_dir: Path) -> Path:
     return _root(inst_dir) / "proc" / "net"
 
 
-def start_agent(inst_dir: Path, zipapp: bytes, die_with_parent: bool = False) -> None:
+def start_agent(inst_dir: Path, zipapp: bytes, die_with_parent: bool = False, boot: bool = True) -> None:
     """Install *zipapp* (cidata's lima-guestagent) in the fake root and start it in the background.
 
     *die_with_parent*: the agent gets SIGTERM when the calling process dies, however it dies (a fake VM
-    killed by ``lima stop -f`` takes its guest's processes with it, as a real one does).
+    killed by ``lima stop -f`` takes its guest's processes with it, as a real one does). *boot*: the
+    guest just booted, nothing listens; False: the agent restarts in a running guest.
     """
     root = _root(inst_dir)
     stop_agent(inst_dir)
@@ -50,7 +51,8 @@ def start_agent(inst_dir: Path, zipapp: bytes, die_with_parent: bool = False) ->
     tables.mkdir(parents=True, exist_ok=True)
     for proto in ("tcp", "udp"):
         for suffix in ("", "6"):
-            (tables / f"{proto}{suffix}").write_text(HEADER[proto])
+            if boot or not (tables / f"{proto}{suffix}").exists():
+                (tables / f"{proto}{suffix}").write_text(HEADER[proto])
     agent = root / AGENT
     agent.parent.mkdir(parents=True, exist_ok=True)
     agent.write_bytes(zipapp)

@@ -190,3 +190,36 @@ def test_port_forwards_of_a_stopped_instance(lima, driver_mode: str, fake_templa
     assert r.stderr.strip() == "lima: instance 'down' is not running; `lima start down` starts it"
     r = lima("port-forwards", "nosuch", ok=False)
     assert "nosuch" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_agent_restarting(lima, driver_mode: str, fake_template: Path, lima_home: Path,
+                              instances: list[str]) -> None:
+    """The host agent reconnects; forwards of listeners still there stay as they were, the others go."""
+    instances.append("again")
+    lima("create", "--name", "again", str(fake_template), ok=True)
+    lima("start", "again", ok=True)
+    inst_dir = lima_home / "again"
+    kept, gone = free_port(family=socket.AF_INET6), free_port(family=socket.AF_INET6)
+    server = serve_tcp(socket.AF_INET6, ("::1", kept))
+    for port in (kept, gone):
+        fakeguest.listen(inst_dir, "tcp", "::1", port)
+    wait(lima, "again", lambda s: {f"127.0.0.1:{kept}", f"127.0.0.1:{gone}"} <= set(by_host(s)))
+
+    agent = (inst_dir / fakeguest.ROOT / fakeguest.AGENT).read_bytes()
+    fakeguest.stop_agent(inst_dir)
+    wait(lima, "again", lambda s: s["guestAgent"]["state"] == "waiting")
+    fakeguest.unlisten(inst_dir, "tcp", "::1", gone)
+    fakeguest.start_agent(inst_dir, agent, boot=False)  # (not a child of the fake VM: stopped below)
+    try:
+        state = wait(lima, "again", lambda s: s["guestAgent"]["state"] == "connected"
+                     and f"127.0.0.1:{gone}" not in by_host(s))
+        assert by_host(state)[f"127.0.0.1:{kept}"]["state"] == "forwarding"
+        assert fetch(kept) == b"hello from ::1"
+        log = (inst_dir / "ha.stderr.log").read_text()
+        assert "lost the connection to the guest agent; reconnecting" in log
+        assert log.count(f"Forwarding TCP from [::1]:{kept} to 127.0.0.1:{kept}") == 1
+        assert log.count(f"Stopping forwarding TCP from [::1]:{gone} to 127.0.0.1:{gone}") == 1, log
+        lima("stop", "again", ok=True)
+    finally:
+        fakeguest.stop_agent(inst_dir)
+        server.close()

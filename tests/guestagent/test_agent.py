@@ -362,3 +362,15 @@ def test_the_virtio_transport_over_a_socketpair(host: Host) -> None:
         srv.close()
     host.loop.call_soon_threadsafe(host.session.close)
     assert done.wait(10), "the guest's transport saw the host side close"
+
+
+def test_the_first_report_comes_even_when_nothing_listens(start_agent, host: Host, short_tmp: Path) -> None:
+    """It is the whole set: a host agent that reconnects learns from it that every earlier listener went."""
+    tables = short_tmp / "net"
+    tables.mkdir()
+    agent = start_agent("--proc-net", str(tables))
+    host.connect(agent.socket)
+    deadline = time.monotonic() + 10
+    while not host.reports and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert host.reports == [(set(), set())]
