@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import shlex
 import sys
 import threading
 from collections.abc import Callable
@@ -222,7 +223,7 @@ class PortForwarding:
                 continue
             fwd = Forward("unix", rule.host_socket, [rule.guest_socket], "ssh", rule.index)
             self.forwards[("reverse", rule.guest_socket)] = fwd
-            await self._blocking(sshforward.run, self.inst_dir, self.name, f"rm -f '{rule.guest_socket}'")
+            await self._blocking(sshforward.run, self.inst_dir, self.name, f"rm -f {shlex.quote(rule.guest_socket)}")
             await self._open_ssh(fwd, f"{rule.guest_socket}:{rule.host_socket}", reverse=True)
 
     async def _socket_rules(self, via: str) -> None:
@@ -332,6 +333,7 @@ class PortForwarding:
 
     async def _follow_over_ssh(self) -> None:
         command = sshforward.watch_command(self.inst_dir, self.name)
+        failures = 0
         while True:
             self._ssh_proc = await asyncio.create_subprocess_exec(
                 *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -340,6 +342,7 @@ class PortForwarding:
             while line := await self._ssh_proc.stdout.readline():
                 now = sshforward.parse_watch_line(line.decode(errors="replace"), self.little_endian)
                 if now is not None:
+                    failures = 0
                     added, removed = now - self._listening, self._listening - now
                     self._listening = now
                     assert self._updates is not None
@@ -347,8 +350,10 @@ class PortForwarding:
             code = await self._ssh_proc.wait()
             err = (await self._ssh_proc.stderr.read()).decode(errors="replace").strip() if self._ssh_proc.stderr \
                 else ""
-            log.warning("listing the guest's ports over SSH ended (%s)%s; starting again", f"exit status {code}",
-                        f": {err}" if err else "")
+            failures += 1
+            if failures == 1:
+                log.warning("listing the guest's ports over SSH ended (exit status %s)%s; starting again", code,
+                            f": {err}" if err else "")
             await asyncio.sleep(AGENT_RETRY)
 
     # -- applying changes ------------------------------------------------------------------------
@@ -358,9 +363,15 @@ class PortForwarding:
         while True:
             added, removed = await self._updates.get()
             for listener in sorted(removed):
-                await self._guest_gone(*listener)
+                try:
+                    await self._guest_gone(*listener)
+                except Exception:  # noqa: BLE001 - one listener's trouble must not end forwarding
+                    log.exception("stopping the forward of %s failed", listener)
             for listener in sorted(added):
-                await self._guest_listening(*listener)
+                try:
+                    await self._guest_listening(*listener)
+                except Exception:  # noqa: BLE001 - as above
+                    log.exception("forwarding %s failed", listener)
 
     async def _guest_listening(self, proto: str, ip: str, port: int) -> None:
         guest = join_address(ip, port)
