@@ -165,7 +165,16 @@ class GuestSession(mux.Session):
                 return
             host, port = mux.dial_address(address)
             if proto == "tcp":
-                await loop.create_connection(lambda: mux.StreamEnd(channel), host, port)
+                # The transport is made while the connection is being set up: what the host sends waits in
+                # its buffer, and a refusal ends the channel with the error (one loop turn less per
+                # connection, which counts in an emulated guest).
+                sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                code = sock.connect_ex((host, port))
+                if code not in (0, errno.EINPROGRESS):
+                    sock.close()
+                    raise OSError(code, os.strerror(code))
+                await loop.create_connection(lambda: mux.StreamEnd(channel), sock=sock)
             else:
                 await loop.create_datagram_endpoint(lambda: mux.DatagramEnd(channel), remote_addr=(host, port))
         except (OSError, ValueError) as exc:
@@ -219,20 +228,24 @@ def connect_unix(path, user):
 
 
 async def serve_unix(agent, path, owner=None):
-    """The unix socket: made 0600 (and given to *owner*, a uid, so that user's SSH can forward it)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    """The unix socket: made 0600 (and given to *owner*, a uid, so that user's SSH can forward it), and
+    put in place only once it listens."""
+    tmp = os.path.join(os.path.dirname(path), ".lga%d" % os.getpid())  # short: unix socket paths are limited
+    for stale in (path, tmp):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
-        sock.bind(path)
+        sock.bind(tmp)
     finally:
         os.umask(old)
     if owner is not None and owner >= 0:
-        os.chown(path, owner, -1)
+        os.chown(tmp, owner, -1)
     sock.listen(16)
+    os.rename(tmp, path)
     server = await agent.loop.create_unix_server(lambda: agent.session("unix"), sock=sock)
     log.info("listening on %s", path)
     return server

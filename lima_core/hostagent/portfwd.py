@@ -106,6 +106,8 @@ class PortForwarding:
         self.agent_state = "starting"
         self.agent_info: dict[str, Any] = {}
         self.agent_error = ""
+        #: seconds the last ping took to come back
+        self.agent_ping: float | None = None
         self._decided = threading.Event()
         self._updates: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
@@ -172,6 +174,8 @@ class PortForwarding:
             agent["info"] = self.agent_info
         if self.agent_error:
             agent["error"] = self.agent_error
+        if self.agent_ping is not None and self.agent_state == "connected":
+            agent["pingMs"] = round(self.agent_ping * 1000, 2)
         return {"guestAgent": agent, "portForwards": [f.to_json() for f in self.forwards.values()]}
 
     async def _main(self) -> None:
@@ -286,6 +290,8 @@ class PortForwarding:
                 await asyncio.sleep(AGENT_RETRY)
                 continue
             self.session, self.agent_info, self.agent_error, announced = session, info, "", ""
+            with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+                self.agent_ping = await session.ping(gaclient.PING_TIMEOUT)
             self._decide("connected")
             log.info("connected to the guest agent (lima-guestagent %s, Python %s; sockets listed through %s, "
                      "woken by %s, at least every %s s)", info.get("agent"), info.get("python"),
@@ -304,7 +310,7 @@ class PortForwarding:
             if done:
                 return
             try:
-                await session.ping(gaclient.PING_TIMEOUT)
+                self.agent_ping = await session.ping(gaclient.PING_TIMEOUT)
             except ConnectionError:
                 return
             except asyncio.TimeoutError:
