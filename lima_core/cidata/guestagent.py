@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import io
-import zipfile
 from pathlib import Path
 
 from .. import guestagent
@@ -26,6 +25,8 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 @functools.lru_cache(maxsize=1)
 def zipapp() -> bytes:
     """The zip application's bytes (shebang, then the archive)."""
+    import zipfile  # here: the host agent starts without it, and builds this once
+
     source = Path(guestagent.__file__).parent
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
