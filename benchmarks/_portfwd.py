@@ -125,12 +125,15 @@ class Guest:
         if out.strip():
             raise RuntimeError(f"hostfwd_add: {out.strip()}")
 
-    def wait_forwarded(self, port: int, timeout: float = 60) -> None:
+    def wait_forwarded(self, port: int, timeout: float = 180) -> None:
         """Until a connection to the host's 127.0.0.1:port gets the guest server's greeting."""
         deadline = time.monotonic() + timeout
         while not greeted(port):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"127.0.0.1:{port} was not forwarded within {timeout:g} s")
+                forwards = _env.run([*self.lima, "port-forwards", self.name], env=self.env, check=False).stdout
+                guest = self.shell("sh", "-c", "ss -ltnp 2>&1 | tail -n 20; tail -n 5 /tmp/srv-*.log 2>/dev/null || true")
+                raise RuntimeError(f"127.0.0.1:{port} was not forwarded within {timeout:g} s; the host agent "
+                                   f"forwards:\n{forwards}the guest listens:\n{guest}")
             time.sleep(0.05)
 
 

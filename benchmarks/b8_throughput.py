@@ -28,7 +28,7 @@ def server(opts: _env.Options, g: _portfwd.Guest) -> tuple[int, int, int]:
         return opts.shared[_portfwd.SERVER_KEY]
     mib = QUICK_MIB if opts.quick else MIB
     port = _portfwd.free_port()
-    g.shell("sh", "-c", f"nohup python3 /tmp/bench.py serve {port} {mib} >/dev/null 2>&1 </dev/null &")
+    g.shell("sh", "-c", f"nohup python3 /tmp/bench.py serve {port} {mib} >/tmp/srv-{port}.log 2>&1 </dev/null &")
     g.wait_forwarded(port)
     floor = _portfwd.free_port()
     g.hostfwd(floor, port)
