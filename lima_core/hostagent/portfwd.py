@@ -111,7 +111,6 @@ class PortForwarding:
         self._decided = threading.Event()
         self._updates: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        self._ssh_proc: asyncio.subprocess.Process | None = None
         #: the next report is a new session's first: the whole set
         self._resync = False
         self._thread = threading.Thread(target=self._run, name="port-forwarding", daemon=True)
@@ -338,29 +337,11 @@ class PortForwarding:
     # -- SSH, without the agent ------------------------------------------------------------------
 
     async def _follow_over_ssh(self) -> None:
-        command = sshforward.watch_command(self.inst_dir, self.name)
-        failures = 0
-        while True:
-            self._ssh_proc = await asyncio.create_subprocess_exec(
-                *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
-            assert self._ssh_proc.stdout is not None
-            while line := await self._ssh_proc.stdout.readline():
-                now = sshforward.parse_watch_line(line.decode(errors="replace"), self.little_endian)
-                if now is not None:
-                    failures = 0
-                    added, removed = now - self._listening, self._listening - now
-                    self._listening = now
-                    assert self._updates is not None
-                    self._updates.put_nowait((added, removed))
-            code = await self._ssh_proc.wait()
-            err = (await self._ssh_proc.stderr.read()).decode(errors="replace").strip() if self._ssh_proc.stderr \
-                else ""
-            failures += 1
-            if failures == 1:
-                log.warning("listing the guest's ports over SSH ended (exit status %s)%s; starting again", code,
-                            f": {err}" if err else "")
-            await asyncio.sleep(AGENT_RETRY)
+        async for now in sshforward.follow(self.inst_dir, self.name, self.little_endian, AGENT_RETRY):
+            added, removed = now - self._listening, self._listening - now
+            self._listening = now
+            assert self._updates is not None
+            self._updates.put_nowait((added, removed))
 
     # -- applying changes ------------------------------------------------------------------------
 
@@ -490,10 +471,6 @@ class PortForwarding:
             self._event("stopping", fwd.proto, guest, fwd.host)
 
     async def _close_all(self) -> None:
-        if self._ssh_proc is not None and self._ssh_proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._ssh_proc.kill()
-            await self._ssh_proc.wait()
         if self.session is not None:
             self.session.close()
         for fwd in list(self.forwards.values()):

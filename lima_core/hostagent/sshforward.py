@@ -13,13 +13,19 @@ long as the host agent does, in one SSH session over the master
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import shlex
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .. import sshutil
 from ..errors import LimaError
 from ..guestagent import ports
+
+log = logging.getLogger("lima_core.hostagent")
 
 #: how often the shell loop reads /proc/net (seconds; busybox and coreutils sleep take fractions)
 WATCH_TICK = 0.2
@@ -94,6 +100,35 @@ def watch_command(inst_dir: Path, name: str, tick: float = WATCH_TICK) -> list[s
     """The ssh command running :data:`WATCH_SCRIPT` in the guest."""
     script = WATCH_SCRIPT.replace("TICK", f"{tick:g}")
     return [*sshutil.command(inst_dir, name, tty=False), "--", "/bin/sh -c " + shlex.quote(script)]
+
+
+async def follow(inst_dir: Path, name: str, little_endian: bool, retry: float) -> AsyncIterator[set]:
+    """The guest's TCP listeners, each time they change, from :data:`WATCH_SCRIPT` run over SSH (started
+    again *retry* seconds after it ends; the ssh process is killed when the iteration stops)."""
+    command = watch_command(inst_dir, name)
+    failures = 0
+    while True:
+        proc = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            while line := await proc.stdout.readline():
+                now = parse_watch_line(line.decode(errors="replace"), little_endian)
+                if now is not None:
+                    failures = 0
+                    yield now
+            code = await proc.wait()
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        failures += 1
+        if failures == 1:
+            log.warning("listing the guest's ports over SSH ended (exit status %s)%s; starting again", code,
+                        f": {err}" if err else "")
+        await asyncio.sleep(retry)
 
 
 def parse_watch_line(line: str, little_endian: bool) -> set[tuple[str, str, int]] | None:
