@@ -1,7 +1,9 @@
 """Host agent events: JSON lines in ``ha.stdout.log``, as Lima writes them.
 
 Each line is ``{"time": ..., "status": {...}}`` with Lima's status keys
-(``running``, ``degraded``, ``exiting``, ``errors``, ``sshLocalPort``).
+(``running``, ``degraded``, ``exiting``, ``errors``, ``sshLocalPort``, and ``portForward``:
+``{type, protocol, guestAddr, hostAddr, error}`` with type ``forwarding``,
+``not-forwarding``, ``stopping`` or ``failed``).
 lima-core adds ``status.message``, a progress line for ``lima start``, and
 while a requirement is awaited ``status.waitingFor`` (its description) and
 ``status.lastError`` (why its last attempt failed); Lima's readers ignore them.
@@ -28,6 +30,8 @@ class Event:
     message: str = ""
     waiting_for: str = ""
     last_error: str = ""
+    #: Lima's portForward status: {"type", "protocol", "guestAddr", "hostAddr"[, "error"]}
+    port_forward: dict[str, str] | None = None
     time: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -45,6 +49,8 @@ class Event:
             status["waitingFor"] = self.waiting_for
         if self.last_error:
             status["lastError"] = self.last_error
+        if self.port_forward:
+            status["portForward"] = self.port_forward
         return {"time": self.time or _now(), "status": status}
 
     @classmethod
@@ -57,7 +63,7 @@ class Event:
                    exiting=bool(status.get("exiting")), errors=[str(e) for e in status.get("errors") or []],
                    ssh_local_port=int(status.get("sshLocalPort") or 0), message=str(status.get("message") or ""),
                    waiting_for=str(status.get("waitingFor") or ""), last_error=str(status.get("lastError") or ""),
-                   time=str(data.get("time") or ""))
+                   port_forward=status.get("portForward") or None, time=str(data.get("time") or ""))
 
 
 def _now() -> str:

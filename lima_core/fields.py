@@ -97,8 +97,9 @@ FIELDS: tuple[Field, ...] = (
           "installed in the guest; when the archive cannot be had, `lima start` says so in one line"),
     Field("guestInstallPrefix", APPLIED, "LIMA_CIDATA_GUEST_INSTALL_PREFIX"),
     Field("probes", APPLIED, "readiness probes: `lima start` waits for each, showing its description"),
-    Field("portForwards", WARNED, "only SSH is forwarded yet; guest ports are not reachable from the host",
-          lambda cfg: any(not rule.ignore for rule in cfg.port_forwards or [])),
+    Field("portForwards", APPLIED, "every field and rule of Lima, then its default rule; forwarded through "
+          "lima-guestagent (TCP, UDP, unix sockets), static and reverse rules over SSH, and in a guest without "
+          "python3 TCP over SSH; `lima port-forwards` shows what is forwarded (docs/guest-agent.md)"),
     Field("copyToHost", APPLIED, "copied from the guest when the instance is ready (deleteOnStop: removed "
           "when the host agent stops)"),
     Field("message", APPLIED, "printed by `lima start` after READY"),

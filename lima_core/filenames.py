@@ -56,6 +56,9 @@ VNC_PASSWORD = "vncpassword"
 # guest agent
 GUEST_AGENT_SOCK = "ga.sock"
 
+# portForwards: where a relative hostSocket goes
+SOCKET_DIR = "sock"
+
 # host agent
 HOST_AGENT_PID = "ha.pid"
 HOST_AGENT_SOCK = "ha.sock"

@@ -36,9 +36,8 @@ class DriverFeatures(JSONModel):
         port to the guest's 22. True: the host leaves ``ssh_local_port`` to the
         driver (``configure`` or ``inspect_status`` sets it) and connects there (to its
         own pick if the driver sets none).
-    :ivar skip_socket_forwarding: Lima's host agent then does not forward
-        ``portForwards[].guestSocket`` over SSH (wsl2 sets it). lima-core's host agent
-        forwards no guest sockets (it has no ``portForwards``), so only Lima reads it.
+    :ivar skip_socket_forwarding: the host agent then forwards no
+        ``portForwards[].guestSocket`` rule (wsl2 sets it); lima-core's warns, naming each.
     :ivar no_cloud_init: the guest has no cloud-init. cidata is written as the
         directory ``cidata/`` in the instance directory instead of ``cidata.iso``, and
         ``lima.env`` says ``LIMA_CIDATA_NO_CLOUD_INIT=1``; the guest must do what

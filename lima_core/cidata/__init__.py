@@ -14,7 +14,9 @@ instead, plus ``ssh_authorized_keys``. The volume holds:
 - ``lima.env``, ``param.env``, ``etc_environment`` (:mod:`.env`);
 - ``boot.sh``, ``util/``, ``boot.essential.<OS>/`` and ``boot.<OS>/`` (from
   ``scripts/`` beside this module, then the driver's scripts), and
-  ``provision.<mode>/NNNNNNNN`` for the other provision modes.
+  ``provision.<mode>/NNNNNNNN`` for the other provision modes;
+- ``lima-guestagent`` (:mod:`.guestagent`; not in plain mode), which
+  ``boot.Linux/25-guestagent-base.sh`` installs and starts.
 
 ``cloud-config.yaml`` in the instance directory is a reference copy of the
 user-data, without the wrapper, mounts or DNS, as Lima keeps one.
@@ -38,7 +40,7 @@ from ..errors import ConfigError
 from ..limatype import Info, Instance, LimaYAML
 from ..network import SLIRP_DNS, SLIRP_GATEWAY, mac_address
 from ..users import GuestUser
-from . import env, userdata
+from . import env, guestagent, userdata
 from .userdata import BOOT_ERRORS, GUEST_MOUNT, VOLUME_LABEL
 
 log = logging.getLogger("lima_core")
@@ -158,6 +160,8 @@ def files(instance: Instance, info: Info, boot_scripts: dict[str, bytes], user: 
             out[f"provision.{mode}/{i:08d}"] = (text.encode(), 0o644 if mode == "data" else 0o755)
     if containerd_archive is not None:
         out[containerd.ARCHIVE_NAME] = (containerd_archive, 0o644)
+    if not cfg.plain and (cfg.os or "Linux") == "Linux":
+        out[guestagent.NAME] = (guestagent.zipapp(), 0o755)
     if info.features.no_cloud_init:
         out["ssh_authorized_keys"] = ("\n".join(k.strip() for k in pubkeys if k.strip()).encode(), 0o644)
     return out

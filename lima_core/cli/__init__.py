@@ -64,6 +64,7 @@ COMMANDS = (
     ("clone", "clone", "clone", ADVANCED, (), None),
     ("rename", "clone", "rename", ADVANCED, (), None),
     ("tunnel", "tunnel", "tunnel", ADVANCED, (), None),
+    ("port-forwards", "portforwards", "port_forwards", ADVANCED, (), None),  # lima-core's, beyond Lima
     ("watch", "watch", "watch", ADVANCED, (), None),
     ("completion", "completion", "completion", ADVANCED, (), None),
     ("hostagent", "hostagent", "hostagent", None, (), None),  # hidden: `lima start` runs it

@@ -73,6 +73,8 @@ class HostAgent:
         #: nerdctl-full for the guest, when lima.yaml asks for containerd and it could be had
         self.containerd_archive: Path | None = None
         self.inst: Instance | None = None
+        #: port forwarding (lima_core.hostagent.portfwd), once SSH works
+        self.portfwd: Any = None
         self._emit_lock = threading.Lock()
         #: the suspend record when this host agent resumes the VM instead of booting it
         self.record: suspended.Record | None = None
@@ -349,11 +351,17 @@ class HostAgent:
         errors = runner.run_group("essential", essential)
         if not errors and self.record is not None and not self.stopping.is_set():
             errors += self._revive_guest(self.record)
+        forwarding_errors = self._start_port_forwarding(inst, user) if not errors and not self.stopping.is_set() \
+            else []
         if not errors:
             errors += runner.run_group("optional", requirements.optional(
                 inst, user, containerd=self.containerd_archive is not None))
             final = runner.run_group("final", requirements.final(iid))
             errors += final
+            # The boot scripts have started the guest agent by now (when the guest can run it).
+            if not final and self.portfwd is not None and not self.stopping.is_set() \
+                    and not self.portfwd.wait_agent():
+                errors.append(self.portfwd.no_agent_error())
             # A resumed guest's boot was checked when it booted: its report would say the same again.
             if not final and not self.stopping.is_set() and self.record is None:
                 failures, warnings = bootreport.collect(self.inst_dir, self.name, inst.config)
@@ -364,6 +372,7 @@ class HostAgent:
             if not self.stopping.is_set():
                 copy_errors, self.delete_on_stop = copytohost.copy_all(inst, user)
                 errors += copy_errors
+        errors += forwarding_errors
         if self.stopping.is_set():
             return
         if errors:
@@ -373,6 +382,30 @@ class HostAgent:
         self.ready = True
         self.emit(running=True, degraded=bool(errors), errors=errors, ssh_local_port=self.ssh_local_port,
                   message="" if errors else "The guest is ready")
+
+    def _start_port_forwarding(self, inst: Instance, user: Any) -> list[str]:
+        """Start forwarding lima.yaml's portForwards and Lima's defaults (after SSH works, as Lima)."""
+        from . import portfwd, portrules  # here: asyncio and the rest are not needed to boot the VM
+
+        assert inst.config is not None and self.host is not None
+        try:
+            rules = portrules.resolve(inst.config, self.ssh_local_port, self.inst_dir,
+                                      cidata.guest_template_values(inst, user), copytohost.host_template_values(inst))
+        except LimaError as exc:
+            return [f"port forwarding: {exc.message}"]
+        info = self.host.info()
+        self.portfwd = portfwd.PortForwarding(
+            inst_dir=self.inst_dir, name=self.name, driver=self.host, rules=rules, plain=bool(inst.config.plain),
+            skip_sockets=info.features.skip_socket_forwarding,
+            little_endian=portfwd.default_little_endian(inst.config.arch or ""), emit=self.emit)
+        self.portfwd.start()
+        return []
+
+    def port_forwards(self) -> dict[str, Any]:
+        """The current forwards (``GET /v1/port-forwards`` on ha.sock)."""
+        if self.portfwd is None:
+            return {"guestAgent": {"state": "starting"}, "portForwards": []}
+        return self.portfwd.status()
 
     def _revive_guest(self, record: suspended.Record) -> list[str]:
         """After a resume: the guest's clock, and the shares unmounted for the suspend; the errors."""
@@ -386,6 +419,8 @@ class HostAgent:
 
     def _shutdown(self, started: bool) -> None:
         """Stop the VM if *started*, then end what the host agent holds (after a suspend: only that)."""
+        if self.portfwd is not None:
+            self.portfwd.stop()
         host = self.host
         if self.record is not None and self.handle is not None and not self.suspended:
             suspended.remove(self.inst_dir)  # the VM ran from the saved state: that record is spent

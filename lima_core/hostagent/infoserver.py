@@ -1,7 +1,8 @@
 """``ha.sock``: the host agent's HTTP API on a unix socket (``GET /v1/info``), as Lima's.
 
-lima-core adds ``POST /v1/suspend`` (``lima suspend``): the host agent saves
-the VM through its driver and exits. The answer is ``{"stateBytes": N,
+lima-core adds ``GET /v1/port-forwards`` (the current forwards and the guest
+agent's state) and ``POST /v1/suspend`` (``lima suspend``): the host agent
+saves the VM through its driver and exits. The answer is ``{"stateBytes": N,
 "milliseconds": M}``, or an error as Lima's API writes one,
 ``{"message": "..."}``, with the error's class in ``kind``: 501 when the
 driver cannot suspend, 409 when the instance cannot be suspended now, 500
@@ -22,10 +23,11 @@ from typing import Any
 from ..errors import InstanceError, LimaError, UnsupportedOperation
 
 SUSPEND_PATH = "/v1/suspend"
+PORT_FORWARDS = "/v1/port-forwards"
 
 
 class InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``; ``POST /v1/suspend``."""
+    """``GET /v1/info`` on ha.sock: ``{"sshLocalPort": N}``; ``GET /v1/port-forwards``; ``POST /v1/suspend``."""
 
     daemon_threads = True
 
@@ -38,10 +40,14 @@ class InfoServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path != "/v1/info":
+                if self.path == "/v1/info":
+                    answer = {"sshLocalPort": agent.ssh_local_port}
+                elif self.path == PORT_FORWARDS:
+                    answer = agent.port_forwards()
+                else:
                     self.send_error(404)
                     return
-                self._answer(200, {"sshLocalPort": agent.ssh_local_port})
+                self._answer(200, answer)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path != SUSPEND_PATH:

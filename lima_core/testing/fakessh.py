@@ -5,8 +5,11 @@ arguments lima passes (``-F <inst>/ssh.config [-o ...] [-t|-T] lima-NAME -- CMD`
 refuses like a closed port while the fake VM is not running, and otherwise
 runs CMD with ``sh -c`` on the host, with ``/run/`` mapped into the VM's
 ``fakevm-root`` (where the fake VM wrote ``lima-ssh-ready`` and
-``lima-boot-done``), in the command and in a script piped to it. Real SSH is
-exercised by the qemu end-to-end tests.
+``lima-boot-done``), in the command and in a script piped to it. A
+ControlMaster's ``-O forward -L LOCAL:REMOTE`` of a unix socket makes LOCAL a
+symlink to the mapped REMOTE (how the host agent reaches the fake guest's
+agent), ``-O cancel`` removes it; other ``-O`` commands succeed doing
+nothing. Real SSH is exercised by the qemu end-to-end tests.
 """
 
 from __future__ import annotations
@@ -25,15 +28,19 @@ from .fakevm import ROOT, RUNNING
 
 def main(argv: list[str]) -> int:
     config = None
-    control = False
+    control = ""
+    forward = ""
     i = 0
     rest: list[str] = []
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-F", "-o", "-p", "-i", "-l", "-O"):
+        if arg in ("-F", "-o", "-p", "-i", "-l", "-O", "-L", "-R"):
             if arg == "-F":
                 config = argv[i + 1]
-            control = control or arg == "-O"
+            elif arg == "-O":
+                control = argv[i + 1]
+            elif arg == "-L":
+                forward = argv[i + 1]
             i += 2
             continue
         if arg.startswith("-") and arg != "--":
@@ -51,10 +58,10 @@ def main(argv: list[str]) -> int:
     command = rest[1:]
     if command and command[0] == "--":
         command = command[1:]
-    if control:
-        return 0  # a ControlMaster command (``-O exit``): there is no master to talk to
-    script = " ".join(command) or "true"
     root = inst_dir / ROOT
+    if control:
+        return _control(control, forward, root)
+    script = " ".join(command) or "true"
     run = f"{_plain_path(root)}/run/"
     script = script.replace("/run/", run)
     # A script piped to an interpreter (the host agent's requirements) reads /run/ too.
@@ -62,6 +69,22 @@ def main(argv: list[str]) -> int:
     # A login on the guest: its home, and its login shell in $SHELL (bash, which takes --login as Lima passes it).
     return subprocess.run(["sh", "-c", script], input=stdin,
                           env={**os.environ, "HOME": str(root), "SHELL": shutil.which("bash") or "/bin/sh"}).returncode
+
+
+def _control(op: str, forward: str, root: Path) -> int:
+    """A ControlMaster command: only unix-socket forwards do something (see the module docstring)."""
+    local, sep, remote = forward.partition(":")
+    if not (sep and local.startswith("/") and remote.startswith("/")):
+        return 0
+    link = Path(local)
+    if op == "forward":
+        if link.exists() or link.is_symlink():
+            print(f"unix_listener: cannot bind to path {local}: Address already in use", file=sys.stderr)
+            return 255
+        link.symlink_to(remote.replace("/run/", f"{root}/run/", 1) if remote.startswith("/run/") else remote)
+    elif op == "cancel" and link.is_symlink():
+        link.unlink()
+    return 0
 
 
 def _plain_path(root: Path) -> str:

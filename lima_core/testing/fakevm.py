@@ -12,6 +12,9 @@ Its "memory" is a boot id, made at boot and kept in ``fakevm.bootid`` while it
 runs. SIGUSR1 saves it (the fake driver's ``suspend``): the boot id goes to
 ``fake.savedstate`` and the process exits 0. ``--restore STATE`` starts from
 such a file instead of booting: same boot id, no boot scripts.
+
+It runs cidata's ``lima-guestagent`` until it stops, from boot or restore
+(see :mod:`lima_core.testing.fakeguest`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ BOOT_ID = "fakevm.bootid"
 SAVED_STATE = "fake.savedstate"
 
 
-def _boot(instance_dir: Path) -> None:
-    """Read this boot's instance id from cidata and mark the boot as done."""
+def _boot(instance_dir: Path, restored: bool) -> None:
+    """Start the guest agent from cidata; unless *restored*, read this boot's instance id from cidata and
+    mark the boot as done."""
     iso = instance_dir / "cidata.iso"
     if not iso.exists():
         return
@@ -43,8 +47,19 @@ def _boot(instance_dir: Path) -> None:
     try:
         buf = io.BytesIO()
         reader.get_file_from_iso_fp(buf, rr_path="/lima.env")
+        agent = io.BytesIO()
+        try:
+            reader.get_file_from_iso_fp(agent, rr_path="/lima-guestagent")
+        except pycdlib.pycdlibexception.PyCdlibInvalidInput:
+            agent = None  # plain mode: no guest agent
     finally:
         reader.close()
+    if agent is not None:
+        from . import fakeguest
+
+        fakeguest.start_agent(instance_dir, agent.getvalue(), die_with_parent=True)
+    if restored:
+        return  # the guest's boot scripts ran in the boot that was saved
     for line in buf.getvalue().decode().splitlines():
         key, _, value = line.partition("=")
         if key == "LIMA_CIDATA_IID":
@@ -83,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         boot_id = os.urandom(8).hex()
     (opts.instance_dir / BOOT_ID).write_text(boot_id + "\n")
     marker.write_text(f"{os.getpid()}\n")
-    if opts.restore is None:
-        _boot(opts.instance_dir)
+    _boot(opts.instance_dir, restored=opts.restore is not None)
     deadline = time.monotonic() + opts.exit_after if opts.exit_after is not None else None
     try:
         while not stopping:
@@ -100,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         marker.unlink(missing_ok=True)
         (opts.instance_dir / BOOT_ID).unlink(missing_ok=True)
+        from . import fakeguest
+
+        fakeguest.stop_agent(opts.instance_dir)
     return 0
 
 

@@ -13,8 +13,7 @@ import yaml
 TEMPLATES = Path(__file__).resolve().parents[1] / "instance" / "lima-templates"
 NAMES = sorted(p.stem for p in TEMPLATES.glob("*.yaml") if not p.name.startswith("_"))
 #: what `lima template validate` names for each (lima-core warns: it does not apply these yet)
-NAMED = {"default-like": set(), "docker-like": {"portForwards"},
-         "k8s-like": {"portForwards"}, "alpine-like": set(), "env-like": set()}
+NAMED = {"default-like": set(), "docker-like": set(), "k8s-like": set(), "alpine-like": set(), "env-like": set()}
 
 
 @pytest.fixture

@@ -64,11 +64,11 @@ def _cfg(**data: object) -> LimaYAML:
 
 def test_check_names_what_is_refused_and_what_is_warned() -> None:
     cfg = _cfg(additionalDisks=["data"], portForwards=[{"guestPort": 8080}], containerd={"user": False},
-               provision=[{"mode": "yq", "path": "/etc/x.yaml", "expression": ".a = 1"}])
+               provision=[{"mode": "yq", "path": "/etc/x.yaml", "expression": ".a = 1"}], mountInotify=True)
     found = {f.path: f for f in fields.check(cfg, "qemu")}
-    assert set(found) == {"portForwards", "provision"}  # additionalDisks: the driver's (qemu attaches them)
-    assert found["provision"].error and not found["portForwards"].error
-    assert "(driver qemu)" in found["portForwards"].message
+    assert set(found) == {"mountInotify", "provision"}  # additionalDisks: qemu attaches them; portForwards: applied
+    assert found["provision"].error and not found["mountInotify"].error
+    assert "(driver qemu)" in found["mountInotify"].message
 
 
 def test_a_plain_config_has_nothing_to_report() -> None:

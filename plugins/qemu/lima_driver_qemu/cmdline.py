@@ -8,7 +8,9 @@ one value (``-m``, ``-cpu``, ``-machine``, ...) are skipped with a warning when
 ``$QEMU_SYSTEM_<ARCH>`` already gave them (Lima's ``appendArgsIfNoConflict``).
 
 Not built (validate rejects them): TPM, extra networks, virtiofs mounts,
-Windows guests and Windows hosts' guest-agent port.
+Windows guests. The guest agent's virtio-serial port (item 24), which Lima
+adds on Windows hosts only, is there on every host: lima-core reaches its
+guest agent through it instead of an SSH forward.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import sys
 
 from lima_core import filenames
+from lima_core.guestagent import VIRTIO_PORT
 from lima_core.mounts import ResolvedMount
 from lima_core.network import SLIRP_GUEST_IP, SLIRP_NETWORK
 
@@ -212,6 +215,8 @@ def build(spec: Spec) -> list[str]:
         args += ninep_args(m)
     args += ["-chardev", _chardev_socket("char-qmp", spec.path(filenames.QMP_SOCK)),  # 23
              "-qmp", "chardev:char-qmp"]
+    args += ["-chardev", f"socket,path={opt(spec.path(filenames.GUEST_AGENT_SOCK))},server=on,wait=off,id=qga0",  # 24
+             "-device", "virtio-serial", "-device", f"virtserialport,chardev=qga0,name={VIRTIO_PORT}"]
     args += ["-name", f"lima-{spec.name}", "-pidfile", spec.path(filenames.pid_file("qemu"))]  # 25
     return args
 
@@ -232,7 +237,8 @@ def with_ssh_port(args: list[str], port: int) -> list[str]:
 
 
 #: the unix sockets qemu serves (made 0600 once it runs)
-SOCKETS = (filenames.SERIAL_SOCK, filenames.SERIALP_SOCK, filenames.SERIALV_SOCK, filenames.QMP_SOCK)
-#: files Lima deletes before starting qemu (item 21, item 23)
+SOCKETS = (filenames.SERIAL_SOCK, filenames.SERIALP_SOCK, filenames.SERIALV_SOCK, filenames.QMP_SOCK,
+           filenames.GUEST_AGENT_SOCK)
+#: files Lima deletes before starting qemu (items 21, 23 and 24)
 STALE_FILES = (filenames.SERIAL_SOCK, filenames.SERIAL_LOG, filenames.SERIALP_SOCK, filenames.SERIALP_LOG,
-               filenames.SERIALV_SOCK, filenames.SERIALV_LOG, filenames.QMP_SOCK)
+               filenames.SERIALV_SOCK, filenames.SERIALV_LOG, filenames.QMP_SOCK, filenames.GUEST_AGENT_SOCK)

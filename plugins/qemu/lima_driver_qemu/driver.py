@@ -15,12 +15,17 @@ stream in the instance directory and start QEMU from it again; see
 suspended its disk must not change: snapshot commands are refused, and
 ``stop`` (no QEMU runs) discards the saved state, as does a cold ``start``.
 
+The guest agent is reached through a virtio-serial port, as Lima's qemu
+driver does on Windows hosts (here on every host): ``info`` names the port,
+so ``forward_guest_agent`` defaults to false, and ``guest_agent_conn`` dials
+QEMU's end of it, ``ga.sock``.
+
+
 Hooks whose host default is what Lima's qemu driver does are not implemented,
 so an external driver is not asked for them: ``create`` and ``delete``
 (nothing outside the instance directory), ``boot_scripts`` (none),
-``forward_guest_agent`` (true: no vsock), ``guest_agent_conn`` (none: the
-host dials ``ga.sock``), ``ssh_address`` (127.0.0.1) and
-``additional_setup_for_ssh`` (nothing to wait for).
+``forward_guest_agent`` (false: there is a virtio port), ``ssh_address``
+(127.0.0.1) and ``additional_setup_for_ssh`` (nothing to wait for).
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lima_core import disks, filenames, hookimpl, pidfile, processes, textfile
 from lima_core.errors import ConfigError, DriverError, HostUnsupported, LimaError, StartFailed, ValidationError
+from lima_core.guestagent import VIRTIO_PORT
 from lima_core.limatype import (
     DEFAULT_DISK,
     STATUS_BROKEN,
@@ -165,7 +172,7 @@ class QemuDriver:
     @hookimpl
     def info(self) -> Info:
         inst = self.instance
-        return Info(name=self.name, vsock_port=0, virtio_port="", instance_dir=inst.dir if inst else "",
+        return Info(name=self.name, vsock_port=0, virtio_port=VIRTIO_PORT, instance_dir=inst.dir if inst else "",
                     features=DriverFeatures(supported_image_formats=list(SUPPORTED_IMAGE_FORMATS)))
 
     @hookimpl
@@ -423,6 +430,22 @@ class QemuDriver:
                 processes.kill(proc)
                 return
         log.info("QEMU has exited")
+
+    # -- guest agent ----------------------------------------------------------------------
+
+    @hookimpl
+    def guest_agent_conn(self) -> Any:
+        """QEMU's end of the guest agent's virtio-serial port (Lima's GuestAgentConn: dial ga.sock)."""
+        path = self.dir / filenames.GUEST_AGENT_SOCK
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5.0)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            sock.close()
+            raise DriverError(f"cannot connect to the guest agent's port {path}: {exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return sock, "unix"
 
     # -- suspend (lima-core's) ------------------------------------------------------------
 

@@ -18,6 +18,9 @@ TAIL = ["-parallel", "none",
         "-device", "virtio-serial-pci,id=virtio-serial0,max_ports=1",
         "-device", "virtconsole,chardev=char-serial-virtio,id=console0"]
 QMP_AND_NAME = ["-chardev", f"socket,id=char-qmp,path={D}/qmp.sock,server=on,wait=off", "-qmp", "chardev:char-qmp",
+                # item 24, the guest agent's port (Lima: Windows hosts only; lima-core: every host)
+                "-chardev", f"socket,path={D}/ga.sock,server=on,wait=off,id=qga0", "-device", "virtio-serial",
+                "-device", "virtserialport,chardev=qga0,name=io.lima-vm.guest_agent.0",
                 "-name", "lima-inst", "-pidfile", f"{D}/qemu.pid"]
 CIDATA = ["-drive", f"id=cdrom0,if=none,format=raw,readonly=on,file={D}/cidata.iso",
           "-device", "virtio-scsi,id=scsi0", "-device", "scsi-cd,bus=scsi0.0,drive=cdrom0"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +189,29 @@ def test_unconfigured_driver_says_so() -> None:
 def test_info_and_fixed_answers(tmp_path: Path) -> None:
     host, inst = configured(tmp_path)
     info = host.info()
-    assert (info.name, info.vsock_port, info.virtio_port, info.instance_dir) == ("qemu", 0, "", inst.dir)
+    assert (info.name, info.vsock_port, info.virtio_port, info.instance_dir) == ("qemu", 0, "io.lima-vm.guest_agent.0",
+                                                                                  inst.dir)
     assert info.features.supported_image_formats == ["qcow2", "raw", "vmdk", "vhdx"]
     assert not info.features.static_ssh_port and not info.features.can_run_gui
     # The host's defaults answer these, as Lima's qemu driver would: an external qemu is not asked.
-    defaulted = {"create", "delete", "boot_scripts", "forward_guest_agent", "guest_agent_conn",
-                 "ssh_address", "additional_setup_for_ssh"}
+    defaulted = {"create", "delete", "boot_scripts", "forward_guest_agent", "ssh_address", "additional_setup_for_ssh"}
     assert defaulted.isdisjoint(host.implemented)
     # inspect_status looks at QEMU's run state only while qemu.pid names a live QEMU (runstate.py): "" here.
     assert host.inspect_status(inst) == "" and inst.errors == []
-    assert host.forward_guest_agent() is True
+    assert host.forward_guest_agent() is False  # the guest agent has a virtio port: no SSH forward
     assert host.ssh_address() == "127.0.0.1"
     assert host.boot_scripts() == {}
     assert host.inspect_status(instance=inst) == ""
-    assert host.guest_agent_conn() is None and host.additional_setup_for_ssh() is None
+    assert host.additional_setup_for_ssh() is None
+    with pytest.raises(DriverError, match=r"cannot connect to the guest agent's port .*/ga.sock"):
+        host.guest_agent_conn()  # QEMU is not running
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(Path(inst.dir) / "ga.sock"))  # QEMU's end of the port, as QEMU serves it
+    server.listen()
+    conn, kind = host.guest_agent_conn()
+    assert kind == "unix" and server.accept()[0].fileno() >= 0
+    conn.close()
+    server.close()
     assert host.create() is None and host.delete() is None
     with pytest.raises(DriverError, match="not running"):
         host.display_connection()

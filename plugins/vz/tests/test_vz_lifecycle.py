@@ -348,3 +348,42 @@ def test_fake_refuses_selectors_pyobjc_does_not_have(fake: Any) -> None:
     with pytest.raises(AttributeError, match="has no selector 'setCpuCount_'"):
         config.setCpuCount_(2)
     assert json.dumps(fakevz.describe(config)) == '{"class": "VZVirtualMachineConfiguration"}'
+
+
+def test_port_forwarding_through_the_guest_agent_on_vsock(make: Callable, fake: Any, tmp_path: Path) -> None:
+    """The host agent's forwarding reaches the guest agent through guest_agent_conn (vsock 2222), as Lima's."""
+    from lima_core import guestfields
+    from lima_core.hostagent import portfwd, portrules
+    from lima_core.limatype import LimaYAML
+    from lima_core.testing import fakeguest
+
+    listening: set[tuple[str, str, int]] = set()
+    fake.world.vsock_listeners[2222] = lambda conn: fakeguest.serve_agent(conn, lambda: set(listening))
+    host, inst, _handle, d = started(make, fake)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    guest_port, host_port = srv.getsockname()[1], free_port()
+    cfg = LimaYAML.from_json({"portForwards": [{"guestPort": guest_port, "hostPort": host_port}]})
+    guestfields.fill_defaults(cfg)
+    events: list[dict] = []
+    pf = portfwd.PortForwarding(inst_dir=d, name=inst.name, driver=host, rules=portrules.resolve(cfg, 0, d, {}, {}),
+                                plain=False, skip_sockets=False, little_endian=True,
+                                emit=lambda **kw: events.append(kw), can_run_agent=lambda: True)
+    pf.start()
+    try:
+        assert pf.wait_agent(10) and pf.agent_state == "connected"
+        listening.add(("tcp", "127.0.0.1", guest_port))
+        deadline = time.monotonic() + 10
+        while not pf.status()["portForwards"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pf.status()["portForwards"][0]["hostAddr"] == f"127.0.0.1:{host_port}"
+        threading.Thread(target=lambda: srv.accept()[0].sendall(b"through vsock"), daemon=True).start()
+        with socket.create_connection(("127.0.0.1", host_port), timeout=10) as c:
+            assert c.recv(100) == b"through vsock"
+        assert events[0]["port_forward"] == {"type": "forwarding", "protocol": "tcp",
+                                             "guestAddr": f"127.0.0.1:{guest_port}", "hostAddr": f"127.0.0.1:{host_port}"}
+    finally:
+        pf.stop()
+        srv.close()
+        host.stop()

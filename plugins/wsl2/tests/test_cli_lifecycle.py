@@ -117,6 +117,47 @@ def test_create_start_list_stop_delete(lima: Lima, driver_mode: str, fake_wsl: F
     assert ["--unregister", "lima-dev"] in fake_wsl.calls()
 
 
+def test_the_guest_agent_over_ssh_and_a_forwarded_port(lima: Lima, driver_mode: str, fake_wsl: FakeWSL,
+                                                      fake_ssh: None, template: Path, cleanup: list[str]) -> None:
+    """Off Windows wsl2 has no Hyper-V socket: forward_guest_agent is true, and the host agent reaches the
+    distro's lima-guestagent through ga.sock forwarded over SSH (Lima's way); socket rules are skipped
+    (SkipSocketForwarding), ports are forwarded."""
+    import socket
+    import time
+
+    from lima_core.testing import fakeguest
+
+    cleanup.append("fwd")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    guest_port = srv.getsockname()[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        host_port = probe.getsockname()[1]
+    template.write_text(template.read_text() + f"portForwards:\n- guestPort: {guest_port}\n  hostPort: {host_port}\n"
+                        "- guestSocket: /run/x.sock\n  hostSocket: x.sock\n")
+    lima("create", "--vm-type=wsl2", "--name", "fwd", str(template), ok=True)
+    lima("start", "--timeout", "2m", "fwd", ok=True)
+    home = Path(os.environ["LIMA_HOME"])
+    state = json.loads(lima("port-forwards", "fwd", "--format", "json", ok=True).stdout)
+    assert state["guestAgent"]["state"] == "connected", state
+    assert (home / "fwd" / "ga.sock").is_symlink()  # the fake ssh's -O forward -L of ga.sock
+    fakeguest.listen(home / "fwd", "tcp", "127.0.0.1", guest_port)
+    deadline = time.monotonic() + 10
+    while not state["portForwards"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = json.loads(lima("port-forwards", "fwd", "--format", "json", ok=True).stdout)
+    assert [(f["hostAddr"], f["state"]) for f in state["portForwards"]] == [(f"127.0.0.1:{host_port}", "forwarding")]
+    with socket.create_connection(("127.0.0.1", host_port), timeout=10) as c:
+        srv.accept()[0].sendall(b"from the distro")
+        assert c.recv(100) == b"from the distro"
+    log = (home / "fwd" / "ha.stderr.log").read_text()
+    assert "portForwards[1]: not forwarding socket /run/x.sock: driver 'wsl2' does not forward sockets" in log
+    lima("stop", "fwd", ok=True)
+    srv.close()
+
+
 def test_list_shows_a_broken_wsl(lima: Lima, driver_mode: str, fake_wsl: FakeWSL, template: Path,
                                  cleanup: list[str]) -> None:
     cleanup.append("nowsl")

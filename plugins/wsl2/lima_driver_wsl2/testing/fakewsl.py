@@ -51,7 +51,9 @@ The boot command also plays the guest's part for lima-core's fake ``ssh``
 (:mod:`lima_core.testing.fakessh`): it writes ``fakevm.running`` and
 ``fakevm-root/run/lima-boot-done`` (this boot's instance id, from
 ``cidata/lima.env``) into the distro's install directory, which is the
-instance directory; stopping the distro removes ``fakevm.running``.
+instance directory, and starts ``cidata/lima-guestagent`` there
+(:mod:`lima_core.testing.fakeguest`); stopping the distro removes
+``fakevm.running`` and stops the agent.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from lima_core import atomicfile
+from lima_core.testing import fakeguest
 
 STATE_ENV = "FAKE_WSL_STATE"
 OK = "The operation completed successfully. \r\n"
@@ -146,12 +149,16 @@ def _guest_booted(distro: dict[str, Any]) -> None:
     run.mkdir(parents=True, exist_ok=True)
     for name in ("lima-ssh-ready", "lima-boot-done"):
         (run / name).write_text(iid + "\n")
+    agent = inst_dir / "cidata" / "lima-guestagent"
+    if agent.is_file():
+        fakeguest.start_agent(inst_dir, agent.read_bytes())
     (inst_dir / GUEST_RUNNING).write_text(f"{os.getpid()}\n")
 
 
 def _guest_stopped(distro: dict[str, Any]) -> None:
     if distro.get("dir"):
         (Path(distro["dir"]) / GUEST_RUNNING).unlink(missing_ok=True)
+        fakeguest.stop_agent(Path(distro["dir"]))
 
 
 def _find(data: dict[str, Any], name: str) -> dict[str, Any] | None:
