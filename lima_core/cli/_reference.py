@@ -89,6 +89,7 @@ LEFT_OUT = {
 LIMA_ONLY = {
     "suspend": "save a running VM's state and end it (lima-core's driver capability; docs/suspend.md)",
     "resume": "bring a suspended VM back where it was (`lima start` resumes too)",
+    "port-forwards": "the guest ports forwarded now and the guest agent's state (docs/guest-agent.md)",
     "drivers": "list, build and scaffold VM drivers (lima-core's pluggable drivers)",
     "template list": "the templates (`lima create --list-templates` prints the same names)",
     "template show": "print a template, optionally with base: merged in",
