@@ -28,6 +28,8 @@ from .errors import InstanceError, InstanceExists, InstanceLocked, InstanceNotFo
 from .external import supervisor
 from .host import DriverHost
 from .limatype import STATUS_RUNNING, STATUS_STOPPED, Instance
+from .pidfile import identity_path
+from .pidfile import read as read_pid
 
 if TYPE_CHECKING:
     from . import download
@@ -105,7 +107,7 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     if inst_dir.exists():
         raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete {name}` "
                              "first to recreate it")
-    cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
+    cfg = limayaml.from_data(data, source, text=text, warn_unknown=True, inst_dir=inst_dir)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
     fields.enforce(cfg, cfg.vm_type or "", source, warn=False)  # `lima start` warns
@@ -364,10 +366,29 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
         elif status.reason:
             notes.append(status.reason)
     notes += supervisor.stop_servers(inst_dir, force=True)
+    notes += _kill_helpers(inst_dir)
     for entry in inst_dir.iterdir():
         if entry.name.endswith(filenames.TMP_FILE_SUFFIXES + (filenames.PID_IDENTITY_SUFFIX,)) and not entry.is_dir():
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
+    return notes
+
+
+def _kill_helpers(inst_dir: Path) -> list[str]:
+    """Kill what the other pid files lima-core wrote name: the processes a driver runs beside the VM
+    (virtiofsd), which would outlive it, or wait for a VM that never comes. A pid file without lima-core's
+    identity record (Lima's, QEMU's own) is left to the steps above."""
+    notes: list[str] = []
+    for path in sorted(inst_dir.glob("*.pid")):
+        if not identity_path(path).exists():
+            continue
+        status = read_pid(path)
+        if status.process is None:
+            continue
+        try:
+            processes.kill(status.process)
+        except SignalDenied as exc:
+            notes.append(exc.message)
     return notes
 
 

@@ -26,6 +26,7 @@ from ._version import LIMA_COMPAT_VERSION
 from .dirnames import instance_names  # noqa: F401 - re-exported: store.instance_names()
 from .errors import ConfigError, InstanceError, InstanceExists, InstanceNotFound, InvalidName, LimaError
 from .limatype import STATUS_BROKEN, STATUS_RUNNING, STATUS_STOPPED, STATUS_UNKNOWN, Instance, LimaYAML
+from .templatevalues import hostname
 
 log = logging.getLogger("lima_core")
 
@@ -63,10 +64,6 @@ def existing_dir(name: str) -> Path:
     if not d.is_dir():
         raise InstanceNotFound(f"instance {name!r} does not exist; run `lima list` to see the instances")
     return d
-
-
-def hostname(name: str) -> str:
-    return "lima-" + name.replace(".", "-").replace("_", "-")
 
 
 def load_config(name: str, *, warn_unknown: bool = False) -> LimaYAML:

@@ -12,14 +12,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, events, fields, filenames, instance, processes, sshutil, store
+from .. import cidata, events, fields, filenames, instance, mounts, processes, sshutil, store
 from ..errors import DriverUnavailable, LimaError
 from ..external import supervisor
 from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
-from . import bootreport, copytohost, dns, requirements
+from . import bootreport, copytohost, dns, requirements, sshfs
 from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
@@ -56,6 +56,8 @@ class HostAgent:
         #: the guest's DNS server (hostResolver), when this instance has one
         self.dns: dns.Server | None = None
         self.inst: Instance | None = None
+        #: the reverse-sshfs mounts, once made
+        self.sshfs: sshfs.Mounts | None = None
         self._emit_lock = threading.Lock()
 
     def emit(self, **fields: Any) -> None:
@@ -211,6 +213,7 @@ class HostAgent:
                                      self.stopping.is_set, self._say)
         errors = runner.run_group("essential", requirements.essential(inst, iid))
         if not errors:
+            errors += self._mount_reverse_sshfs(inst)
             errors += runner.run_group("optional", requirements.optional(inst, user))
             final = runner.run_group("final", requirements.final(iid))
             errors += final
@@ -232,7 +235,19 @@ class HostAgent:
         self.emit(running=True, degraded=bool(errors), errors=errors, ssh_local_port=self.ssh_local_port,
                   message="" if errors else "The guest is ready")
 
+    def _mount_reverse_sshfs(self, inst: Instance) -> list[str]:
+        """Lima's step after the essential requirements: the reverse-sshfs mounts (see :mod:`.sshfs`)."""
+        if not requirements.reverse_sshfs(inst) or self.stopping.is_set():
+            return []
+        shared = mounts.resolve(inst.config)  # type: ignore[arg-type]
+        self.sshfs = sshfs.Mounts(self.inst_dir, self.name, shared)
+        for m in shared:
+            self._say(f"Mounting {m.location} on {m.mount_point} (reverse-sshfs)")
+        return self.sshfs.mount_all()
+
     def _shutdown(self, started: bool) -> None:
+        if self.sshfs is not None:
+            self.sshfs.close()
         host = self.host
         if host is not None and started:
             try:

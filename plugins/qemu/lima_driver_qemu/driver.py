@@ -192,6 +192,10 @@ class QemuDriver:
             firmware.find(cfg, self.arch, qemu.exe, self.dir, copy=False)
         except ConfigError as exc:
             raise ValidationError(str(exc)) from None
+        if cfg.mount_type == "virtiofs" and cfg.mounts and not cfg.plain:
+            from . import virtiofsd
+
+            virtiofsd.find(qemu.exe)
 
     # -- Lifecycle ------------------------------------------------------------------------
 
@@ -230,24 +234,68 @@ class QemuDriver:
         qemu = self._qemu()
         if qemu.accel.reason:
             log.warning("starting %s under TCG: %s", inst.name, qemu.accel.reason)
-        args = cmdline.build(self._spec(qemu))
+        spec = self._spec(qemu)
+        args = cmdline.build(spec)
         for name in cmdline.STALE_FILES:
             try:
                 (d / name).unlink()
             except FileNotFoundError:
                 pass
+        self._start_virtiofsd(qemu, spec)
+        try:
+            return self._run_qemu(qemu, args, self._qemu_prefix(spec))
+        except BaseException:
+            from . import virtiofsd
+
+            virtiofsd.stop(d)
+            raise
+
+    def _guest_uid(self) -> int:
+        from lima_core.users import guest_user
+
+        return guest_user(self.config).uid
+
+    def _qemu_prefix(self, spec: cmdline.Spec) -> list[str]:
+        """With 9p mounts and a guest uid other than the host user's: QEMU in a user namespace where the guest
+        user's uid is the host user's (see :mod:`.idmap`)."""
+        from . import idmap
+
+        uid = self._guest_uid()
+        if not any(m.mount_type == "9p" for m in spec.mounts) or not idmap.needed(uid):
+            return []
+        why = idmap.unavailable(uid)
+        if why:
+            log.warning("cannot map the guest user's uid %d to yours for 9p (%s): the guest sees the host's owners, "
+                        "and may not write where you can", uid, why)
+            return []
+        return idmap.prefix(uid)
+
+    def _start_virtiofsd(self, qemu: _Qemu, spec: cmdline.Spec) -> None:
+        if not any(m.mount_type == "virtiofs" for m in spec.mounts):
+            return
+        from . import virtiofsd
+
+        try:
+            binary = virtiofsd.find(qemu.exe)
+        except ValidationError as exc:
+            raise StartFailed(str(exc)) from None
+        virtiofsd.start(self.dir, binary, spec.mounts, self._guest_uid())
+
+    def _run_qemu(self, qemu: _Qemu, args: list[str], prefix: list[str]) -> subprocess.Popen:
+        d = self.dir
         log_path = d / QEMU_LOG
-        log.info("starting QEMU (hint: to watch the boot progress, see %s): %s %s", d / filenames.SERIAL_LOG,
-                 qemu.exe, " ".join(args))
+        command = [*prefix, qemu.exe, *args]
+        log.info("starting QEMU (hint: to watch the boot progress, see %s): %s", d / filenames.SERIAL_LOG,
+                 " ".join(command))
         with open(log_path, "ab") as out:
-            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {qemu.exe} {' '.join(args)}\n".encode())
+            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(command)}\n".encode())
             out.flush()
             start = out.tell()
             try:
-                proc = subprocess.Popen([qemu.exe, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                         start_new_session=True, close_fds=True)
             except OSError as exc:
-                raise StartFailed(f"cannot run {qemu.exe}: {exc.strerror}") from None
+                raise StartFailed(f"cannot run {command[0]}: {exc.strerror}") from None
         self._wait_started(proc, log_path, start)
         return proc
 
@@ -296,7 +344,7 @@ class QemuDriver:
         inst, cfg, d, arch = self.instance, self.config, self.dir, self.arch
         assert inst is not None
         shared: list[ResolvedMount] = []
-        if cfg.mount_type == "9p" and not cfg.plain:
+        if cfg.mount_type in ("9p", "virtiofs") and not cfg.plain:
             shared = mounts.resolve(cfg)
             for m in shared:
                 os.makedirs(m.location, exist_ok=True)
@@ -343,6 +391,9 @@ class QemuDriver:
             pid_file = process.pid_path(d)
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
+            from . import virtiofsd
+
+            virtiofsd.stop(d)
         for name in (filenames.VNC_DISPLAY, filenames.VNC_PASSWORD):
             try:
                 (d / name).unlink()
