@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from . import b1_start, b2_roundtrip, b3_spawn, b4_cli, b5_list, b6_external
+from . import b1_start, b2_roundtrip, b3_spawn, b4_cli, b5_list, b6_external, b11_mounts
 
 #: id -> module with ``run(opts, ctx) -> list[Row]``, in the order they run
-BENCHMARKS = {"B1": b1_start, "B2": b2_roundtrip, "B3": b3_spawn, "B4": b4_cli, "B5": b5_list, "B6": b6_external}
+BENCHMARKS = {"B1": b1_start, "B2": b2_roundtrip, "B3": b3_spawn, "B4": b4_cli, "B5": b5_list, "B6": b6_external,
+              "B11": b11_mounts}

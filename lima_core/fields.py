@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -79,9 +80,9 @@ FIELDS: tuple[Field, ...] = (
     Field("mountType", APPLIED, "9p and virtiofs: the driver's devices, mounted from fstab; reverse-sshfs: the "
           "host agent runs sshfs in the guest over SSH, served by the host's sftp-server; wsl2: the driver's"),
     Field("mountTypesUnsupported", APPLIED, "a mountType listed here is refused"),
-    Field("mountInotify", REFUSED, "host-side file events are not replayed in the guest (Lima's guest agent does "
-          "it; lima-core has no guest agent); remove mountInotify or set it to false",
-          _set("mount_inotify")),
+    Field("mountInotify", PARTLY, "the host agent watches the writable mounts with inotify and replays each "
+          "change in the guest over SSH (touch), as Lima's guest agent does; refused on hosts other than Linux",
+          lambda cfg: bool(cfg.mount_inotify) and not sys.platform.startswith("linux")),
     Field("ssh.address", APPLIED, "the address in ssh.config (drivers with a dynamic address override it)"),
     Field("ssh.localPort", APPLIED, "the host port forwarded to the guest's SSH (0: a free one)"),
     Field("ssh.loadDotSSHPubKeys", APPLIED, "adds ~/.ssh/*.pub to the guest user's authorized keys"),

@@ -19,7 +19,7 @@ from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
-from . import bootreport, copytohost, dns, requirements, sshfs
+from . import bootreport, copytohost, dns, inotify, requirements, sshfs
 from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
@@ -58,6 +58,8 @@ class HostAgent:
         self.inst: Instance | None = None
         #: the reverse-sshfs mounts, once made
         self.sshfs: sshfs.Mounts | None = None
+        #: mountInotify's watcher, once started
+        self.inotify: inotify.MountInotify | None = None
         self._emit_lock = threading.Lock()
 
     def emit(self, **fields: Any) -> None:
@@ -214,6 +216,7 @@ class HostAgent:
         errors = runner.run_group("essential", requirements.essential(inst, iid))
         if not errors:
             errors += self._mount_reverse_sshfs(inst)
+            errors += self._start_mount_inotify(inst)
             errors += runner.run_group("optional", requirements.optional(inst, user))
             final = runner.run_group("final", requirements.final(iid))
             errors += final
@@ -245,7 +248,24 @@ class HostAgent:
             self._say(f"Mounting {m.location} on {m.mount_point} (reverse-sshfs)")
         return self.sshfs.mount_all()
 
+    def _start_mount_inotify(self, inst: Instance) -> list[str]:
+        """mountInotify: host-side changes of the writable mounts replayed in the guest (see :mod:`.inotify`)."""
+        cfg = inst.config
+        assert cfg is not None
+        if not cfg.mount_inotify or cfg.plain or self.stopping.is_set():
+            return []
+        writable = [m for m in mounts.resolve(cfg) if m.writable]
+        if not writable:
+            return []
+        try:
+            self.inotify = inotify.MountInotify(self.inst_dir, self.name, writable)
+        except OSError as exc:
+            return [f"mountInotify: cannot watch the host's directories: {exc.strerror or exc}"]
+        return []
+
     def _shutdown(self, started: bool) -> None:
+        if self.inotify is not None:
+            self.inotify.close()
         if self.sshfs is not None:
             self.sshfs.close()
         host = self.host

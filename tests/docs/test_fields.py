@@ -78,6 +78,6 @@ def test_a_plain_config_has_nothing_to_report() -> None:
 def test_enforce_raises_naming_every_refused_field() -> None:
     from lima_core.errors import ConfigError
 
-    cfg = _cfg(additionalDisks=["data"], mountInotify=True)
-    with pytest.raises(ConfigError, match=r"additionalDisks is not supported.*mountInotify is not supported"):
+    cfg = _cfg(additionalDisks=["data"], mounts=[{"location": "/tmp", "sshfs": {"sftpDriver": "builtin"}}])
+    with pytest.raises(ConfigError, match=r"additionalDisks is not supported.*mounts\[\].sshfs is not supported"):
         fields.enforce(cfg, "qemu", "t.yaml")
