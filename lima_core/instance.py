@@ -375,9 +375,10 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
 
 
 def _kill_helpers(inst_dir: Path) -> list[str]:
-    """Kill what the other pid files lima-core wrote name: the processes a driver runs beside the VM
-    (virtiofsd), which would outlive it, or wait for a VM that never comes. A pid file without lima-core's
-    identity record (Lima's, QEMU's own) is left to the steps above."""
+    """Kill what the other pid files lima-core wrote name: processes run beside the VM (a driver's
+    virtiofsd, the host agent's ssh and sftp-server of a reverse-sshfs mount) that could outlive it, or
+    wait for a VM that never comes. A pid file without lima-core's identity record (Lima's, QEMU's own)
+    is left to the steps above."""
     notes: list[str] = []
     for path in sorted(inst_dir.glob("*.pid")):
         if not identity_path(path).exists():

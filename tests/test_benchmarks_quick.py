@@ -61,3 +61,13 @@ def test_quick_runner_boots(tmp_path: Path) -> None:
     if report["benchmarks"]["B1"]["status"] == "ok":
         b1 = next(r for r in report["results"] if r["id"] == "B1")
         assert b1["floor_value"] and b1["extra"]["qemu_argv"][0].endswith("qemu-system-x86_64")
+
+
+def test_b11_reads_the_guest_scripts_timestamps() -> None:
+    """B11 boots the cloud-init guest three times (too long for the suite: see docs/benchmarks.md for
+    its figures); its arithmetic is checked here."""
+    from benchmarks import BENCHMARKS, b11_mounts
+
+    assert BENCHMARKS["B11"] is b11_mounts
+    write, read = b11_mounts.throughput("100.0 102.0 103.0 103.5\n", 64)
+    assert (write, read) == (32.0, 128.0)

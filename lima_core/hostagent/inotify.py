@@ -96,7 +96,10 @@ class Watcher:
                     data = os.read(self.fd, 64 << 10)
                 except BlockingIOError:
                     continue
-                self._handle(data)
+                try:
+                    self._handle(data)
+                except Exception:  # noqa: BLE001 - one bad event must not end the watching
+                    log.exception("mountInotify: cannot replay a change")
         finally:
             os.close(self.fd)
             os.close(self._stop_r)
