@@ -9,8 +9,9 @@ mountType per instance), each booted once and checked for everything it should d
 - with mountInotify, a file written on the host raises an inotify event in the guest;
 - 9p and virtiofs come from fstab (cloud-init's mounts), and the 9p mount is back after a guest reboot;
   reverse-sshfs is mounted by the host agent, and mounted again by it after a guest reboot;
-- after `lima stop` (9p) or `lima stop -f` (virtiofs, reverse-sshfs) no process of the instance is left:
-  no qemu, virtiofsd, ssh running sshfs, or sftp-server.
+- after `lima stop` (9p, reverse-sshfs) or `lima stop -f` (virtiofs, reverse-sshfs) no process of the
+  instance is left: no qemu, virtiofsd, ssh running sshfs, or sftp-server; the reverse-sshfs mount comes
+  back with the next host agent.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def test_virtiofs(cloud_guest: CloudGuest, lima, lima_env, tmp_path: Path) -> No
 
 
 @pytest.mark.vm
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2400)  # two boots and a reboot
 def test_reverse_sshfs(cloud_guest: CloudGuest, lima, lima_env, tmp_path: Path) -> None:
     share, ro = _share(tmp_path, "share"), _share(tmp_path, "ro")
     template = _instance(tmp_path, cloud_guest, "reverse-sshfs", [
@@ -243,6 +244,13 @@ def test_reverse_sshfs(cloud_guest: CloudGuest, lima, lima_env, tmp_path: Path) 
     # The guest rebooted: the mount ended with its ssh; the host agent mounts it again.
     mounted = _reboot(lima, "mssh", "grep -c ' /mnt/share fuse.sshfs ' /proc/mounts")
     assert mounted == "1"
+    assert lima("shell", "mssh", "cat", "/mnt/share/from-guest.txt").stdout == "from guest\n"
+
+    # The mount dies with the host agent (lima stop: no ssh, no sftp-server left) and comes back with it.
+    lima("stop", "mssh", timeout=300)
+    _no_leftovers(lima_env["LIMA_HOME"], share)
+    r = lima("start", "mssh", timeout=900)
+    assert "READY" in r.stderr and f"Mounting {share} on /mnt/share (reverse-sshfs)" in r.stderr
     assert lima("shell", "mssh", "cat", "/mnt/share/from-guest.txt").stdout == "from guest\n"
 
     lima("stop", "-f", "mssh")
