@@ -17,8 +17,10 @@ from . import (
     b8_throughput,
     b9_connect,
     b10_resume,
+    b11_mounts,
 )
 
 #: id -> module with ``run(opts, ctx) -> list[Row]``, in the order they run
 BENCHMARKS = {"B1": b1_start, "B1r": b1r_start_cloud, "B2": b2_roundtrip, "B3": b3_spawn, "B4": b4_cli, "B5": b5_list,
-              "B6": b6_external, "B7": b7_listen, "B8": b8_throughput, "B9": b9_connect, "B10": b10_resume}
+              "B6": b6_external, "B7": b7_listen, "B8": b8_throughput, "B9": b9_connect, "B10": b10_resume,
+              "B11": b11_mounts}

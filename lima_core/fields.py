@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -69,16 +70,20 @@ FIELDS: tuple[Field, ...] = (
     Field("additionalDisks", DRIVER, "disks made by `lima disk create`: the qemu and vz drivers attach "
           "`_disks/<name>/datadisk`, locked to the instance while it runs; the guest formats a disk on first use "
           "and mounts it at /mnt/lima-<name>"),
-    Field("mounts", APPLIED, "written to cidata (fstab rows through cloud-init) and shared by the driver"),
-    Field("mounts[].sshfs", WARNED, "reverse-sshfs options; reverse-sshfs is not supported yet",
-          _any_mount(lambda m: bool(m.extra.get("sshfs")))),
+    Field("mounts", APPLIED, "location (host template, ~) and mountPoint (guest template) expanded as Lima's; "
+          "9p and virtiofs: fstab rows through cloud-init over the driver's devices, so they come back after a "
+          "guest reboot; reverse-sshfs: mounted by the host agent over SSH (docs/mounts.md)"),
+    Field("mounts[].sshfs", PARTLY, "cache and followSymlinks become sshfs options; sftpDriver: OpenSSH's "
+          "sftp-server serves the mount; 'builtin' (Lima's in-process SFTP server) is refused, lima-core has none",
+          _any_mount(lambda m: isinstance(m.sshfs, dict) and m.sshfs.get("sftpDriver") == "builtin")),
     Field("mounts[].9p", APPLIED, "9p options (securityModel, protocolVersion, msize, cache)"),
-    Field("mounts[].virtiofs", DRIVER, "virtiofs options, for drivers that share with virtiofs"),
-    Field("mountType", PARTLY, "9p and virtiofs through cidata; reverse-sshfs is not supported yet",
-          lambda cfg: cfg.mount_type == "reverse-sshfs" and bool(cfg.mounts)),
+    Field("mounts[].virtiofs", DRIVER, "virtiofs options (queueSize), for drivers that share with virtiofs"),
+    Field("mountType", APPLIED, "9p and virtiofs: the driver's devices, mounted from fstab; reverse-sshfs: the "
+          "host agent runs sshfs in the guest over SSH, served by the host's sftp-server; wsl2: the driver's"),
     Field("mountTypesUnsupported", APPLIED, "a mountType listed here is refused"),
-    Field("mountInotify", WARNED, "host-side file events are not propagated to the guest yet",
-          _set("mount_inotify")),
+    Field("mountInotify", PARTLY, "the host agent watches the writable mounts with inotify and replays each "
+          "change in the guest over SSH (touch), as Lima's guest agent does; refused on hosts other than Linux",
+          lambda cfg: bool(cfg.mount_inotify) and not sys.platform.startswith("linux")),
     Field("ssh.address", APPLIED, "the address in ssh.config (drivers with a dynamic address override it)"),
     Field("ssh.localPort", APPLIED, "the host port forwarded to the guest's SSH (0: a free one)"),
     Field("ssh.loadDotSSHPubKeys", APPLIED, "adds ~/.ssh/*.pub to the guest user's authorized keys"),

@@ -105,6 +105,16 @@ def driver_pid_file(driver: str) -> str:
     return f"{driver}.drv.pid"
 
 
+def sshfs_pid_file(index: int) -> str:
+    """reverse-sshfs mount *index*: the ssh running sshfs in the guest (a lima-core addition, for stop -f)."""
+    return f"sshfs-{index}.pid"
+
+
+def sftp_server_pid_file(index: int) -> str:
+    """reverse-sshfs mount *index*: the host's sftp-server serving it (a lima-core addition, for stop -f)."""
+    return f"sftp-server-{index}.pid"
+
+
 DRIVER_SOCKET_SUFFIX = ".drv.sock"
 DRIVER_PID_SUFFIX = ".drv.pid"
 

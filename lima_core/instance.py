@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -127,7 +128,7 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
         raise InstanceExists(f"instance {name!r} already exists and is not stopped; `lima delete -f {name}` "
                              "first to recreate it")
     store.check_socket_paths(name)
-    cfg = limayaml.from_data(data, source, text=text, warn_unknown=True)
+    cfg = limayaml.from_data(data, source, text=text, warn_unknown=True, inst_dir=inst_dir)
     reg = registry.discover()
     reg.get(cfg.vm_type or "")  # an unknown vmType fails before anything is written
     fields.enforce(cfg, cfg.vm_type or "", source, warn=False)  # `lima start` warns
@@ -474,6 +475,7 @@ def stop_forcibly(inst_dir: Path, vm_type: str) -> list[str]:
             elif status.reason:
                 notes.append(status.reason)
         notes += supervisor.stop_servers(inst_dir, force=True)
+        notes += _kill_helpers(inst_dir)
         alive = _live_processes(inst_dir, vm_type)
         if not store.vm_process(inst_dir, vm_type).alive:  # Lima: unlock the additional disks
             disks.unlock_all(inst_dir)
@@ -493,7 +495,8 @@ def _vm_types(inst_dir: Path, vm_type: str) -> list[str]:
     """*vm_type* and the type of every other VM pid file in *inst_dir* (``<vmType>.pid``)."""
     found = {vm_type} if vm_type else set()
     for path in inst_dir.glob("*.pid"):
-        if path.name != filenames.HOST_AGENT_PID and not path.name.endswith(filenames.DRIVER_PID_SUFFIX):
+        if path.name != filenames.HOST_AGENT_PID and not path.name.endswith(filenames.DRIVER_PID_SUFFIX) \
+                and not _HELPER_PID.fullmatch(path.name):
             found.add(path.name[: -len(".pid")])
     return sorted(found)
 
@@ -508,6 +511,29 @@ def _live_processes(inst_dir: Path, vm_type: str) -> list[tuple[Path, int]]:
         files.append(path)
     return [(path, status.pid) for path, status in zip(files, statuses, strict=True)
             if status.process is not None and not processes.wait_exit(status.process, 0)]
+
+
+#: the pid files of processes run beside the VM, one per mount: sshfs-0.pid, sftp-server-0.pid, virtiofsd-0.pid
+_HELPER_PID = re.compile(r".+-[0-9]+\.pid")
+
+
+def _kill_helpers(inst_dir: Path) -> list[str]:
+    """Kill the processes run beside the VM (a driver's virtiofsd, the host agent's ssh and sftp-server of a
+    reverse-sshfs mount) that could outlive it, or wait for a VM that never comes: those of a helper's pid
+    file with lima-core's identity record."""
+    notes: list[str] = []
+    for path in sorted(inst_dir.glob("*.pid")):
+        if not _HELPER_PID.fullmatch(path.name) or not pidfile.identity_path(path).exists():
+            continue
+        status = pidfile.read(path)
+        if status.process is None:
+            continue
+        try:
+            processes.kill(status.process)
+        except SignalDenied as exc:
+            notes.append(exc.message)
+    return notes
+
 
 
 def stop_force(name: str) -> list[str]:

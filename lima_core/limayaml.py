@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from . import dirnames, filenames, guestfields, textfile, yamlfile
+from . import dirnames, filenames, gotemplate, guestfields, mounts, templatevalues, textfile, yamlfile
 from ._jsonmodel import JSONModel
 from .errors import ConfigError
 from .limatype import ARCHES, DEFAULT_DISK, MOUNT_TYPES, LimaYAML, host_arch
@@ -88,9 +88,13 @@ def load_text(text: str, source: str, *, warn_unknown: bool = False) -> LimaYAML
     return from_data(data, source, text=text, warn_unknown=warn_unknown)
 
 
-def from_data(data: dict[str, Any], source: str, *, text: str | None = None, warn_unknown: bool = False) -> LimaYAML:
+def from_data(data: dict[str, Any], source: str, *, text: str | None = None, warn_unknown: bool = False,
+              inst_dir: Path | None = None) -> LimaYAML:
     """Build, layer, fill and validate; errors carry ``file:line:col`` of the layer the bad value came from
-    (``_config/default.yaml``, *source* or ``_config/override.yaml``; *source* only when *text* is given)."""
+    (``_config/default.yaml``, *source* or ``_config/override.yaml``; *source* only when *text* is given).
+
+    *inst_dir*: the instance directory, for ``{{.Name}}`` and ``{{.Dir}}`` in templates; Lima's rule when
+    it is not given: the directory holding *source*."""
     config_dir = dirnames.config_dir()
     dirnames.check_private()
     default, override = _read_layer(config_dir / filenames.DEFAULT_YAML), _read_layer(config_dir / filenames.OVERRIDE_YAML)
@@ -102,7 +106,7 @@ def from_data(data: dict[str, Any], source: str, *, text: str | None = None, war
         if warn_unknown:
             for path in unknown_fields(cfg):
                 log.warning("%s: unknown field %r is ignored", *layers.where(path, layered))
-        fill_defaults(cfg)
+        fill_defaults(cfg, inst_dir if inst_dir is not None else Path(source).absolute().parent)
         validate(cfg)
     except ConfigError as exc:
         raise layers.error(exc, layered) from None
@@ -287,8 +291,10 @@ def _host_memory() -> int:
         return 8 << 30
 
 
-def fill_defaults(cfg: LimaYAML) -> LimaYAML:
-    """Lima's FillDefault for the fields lima-core models. Idempotent."""
+def fill_defaults(cfg: LimaYAML, inst_dir: Path | None = None) -> LimaYAML:
+    """Lima's FillDefault for the fields lima-core models. Idempotent.
+
+    *inst_dir*: the instance directory (``{{.Name}}``, ``{{.Dir}}`` in the mounts' templates)."""
     from .limatype import SSH, Firmware, Video
 
     cfg.vm_type = cfg.vm_type or default_vm_type(cfg.arch)
@@ -318,27 +324,42 @@ def fill_defaults(cfg: LimaYAML) -> LimaYAML:
     cfg.video.display = cfg.video.display or "none"
     if cfg.plain is None:
         cfg.plain = False
-    if cfg.mounts is None:
-        cfg.mounts = []
-    for m in cfg.mounts:
-        m.location = expand_location(m.location) if m.location else m.location
-        m.mount_point = m.mount_point or m.location
-        if m.writable is None:
-            m.writable = False
     user = guest_user(cfg)
     from .limatype import User
 
     cfg.user = User(name=user.name, comment=user.comment, home=user.home, shell=user.shell, uid=user.uid,
                     passwordless_sudo=cfg.user.passwordless_sudo if cfg.user else None,
                     extra=cfg.user.extra if cfg.user else {})
+    _fill_mounts(cfg, inst_dir or Path("."), user)
     guestfields.fill_defaults(cfg)
     return cfg
 
 
+def _fill_mounts(cfg: LimaYAML, inst_dir: Path, user: Any) -> None:
+    """Lima's: ``location`` is a host template (then ``~`` expanded and cleaned), ``mountPoint`` a guest
+    template, defaulting to the location; ``writable`` defaults to false."""
+    if cfg.mounts is None:
+        cfg.mounts = []
+    host_values = guest_values = None
+    for i, m in enumerate(cfg.mounts):
+        if m.location and "{{" in m.location:
+            host_values = host_values or templatevalues.host(inst_dir, cfg.param)
+            m.location = gotemplate.expand(m.location, host_values, f"mounts[{i}].location")
+        m.location = expand_location(m.location) if m.location else m.location
+        if m.mount_point and "{{" in m.mount_point:
+            guest_values = guest_values or templatevalues.guest(inst_dir.name, user, cfg.param)
+            m.mount_point = gotemplate.expand(m.mount_point, guest_values, f"mounts[{i}].mountPoint")
+        m.mount_point = m.mount_point or m.location
+        if m.writable is None:
+            m.writable = False
+
+
 # -- validation -----------------------------------------------------------------------------
 
-_SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/run", "/sbin", "/sys",
-                "/usr", "/var")
+#: guest directories a mount must not hide: Lima's list (``/home``, ``/opt``, ``/tmp`` among them), and the
+#: ones the guest cannot run without
+_SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/run", "/sbin",
+                "/sys", "/tmp", "/usr", "/var")
 
 
 def validate(cfg: LimaYAML) -> None:
@@ -383,11 +404,17 @@ def validate(cfg: LimaYAML) -> None:
     for i, m in enumerate(cfg.mounts or []):
         if not m.location or not os.path.isabs(m.location):
             raise ConfigError(f"mounts[{i}].location: {m.location!r} must be an absolute path (or start with ~)")
+        if os.path.exists(m.location) and not os.path.isdir(m.location):
+            raise ConfigError(f"mounts[{i}].location: {m.location!r} is not a directory; a mount shares a "
+                              "directory")
         point = m.mount_point or ""
         if not point.startswith("/"):
-            raise ConfigError(f"mounts[{i}].mountPoint: {point!r} must be an absolute path in the guest")
-        if point.rstrip("/") in _SYSTEM_DIRS or point.rstrip("/") == "" or point.rstrip("/") == home:
+            raise ConfigError(f"mounts[{i}].mountPoint: {point!r} must be an absolute path in the guest "
+                              "(a template such as {{.Home}}/share is expanded first)")
+        if os.path.normpath(point) in _SYSTEM_DIRS or os.path.normpath(point) == home:
             raise ConfigError(f"mounts[{i}].mountPoint: {point!r} is a system directory or the guest home")
+        mounts.sshfs_options(m, i)
+        mounts.virtiofs_queue_size(m, i)
     if cfg.video is not None and cfg.video.display is not None and not isinstance(cfg.video.display, str):
         raise ConfigError("video.display: expected a string")
     _validate_user(cfg)

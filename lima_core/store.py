@@ -35,6 +35,7 @@ from .limatype import (
     Instance,
     LimaYAML,
 )
+from .templatevalues import hostname
 
 log = logging.getLogger("lima_core")
 
@@ -82,10 +83,6 @@ def existing_dir(name: str) -> Path:
     if not d.is_dir():
         raise InstanceNotFound(f"instance {name!r} does not exist; run `lima list` to see the instances")
     return d
-
-
-def hostname(name: str) -> str:
-    return "lima-" + name.replace(".", "-").replace("_", "-")
 
 
 def load_config(name: str, *, warn_unknown: bool = False) -> LimaYAML:

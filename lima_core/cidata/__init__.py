@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pycdlib
 
-from .. import containerd, filenames, gotemplate, mounts
+from .. import containerd, filenames, gotemplate, mounts, templatevalues
 from ..errors import ConfigError
 from ..limatype import Info, Instance, LimaYAML
 from ..network import SLIRP_DNS, SLIRP_GATEWAY, mac_address
@@ -82,9 +82,7 @@ def normalize_boot_scripts(scripts: dict[str, bytes]) -> dict[str, bytes]:
 
 def guest_template_values(instance: Instance, user: GuestUser) -> dict[str, object]:
     """What ``{{.X}}`` means in a guest template (provision scripts, probes, guest paths)."""
-    cfg = instance.config
-    return {"Name": instance.name, "Hostname": instance.hostname, "UID": user.uid, "User": user.name,
-            "Home": user.home, "Param": dict(cfg.param or {}) if cfg is not None else {}}
+    return templatevalues.guest(instance.name, user, instance.config.param if instance.config else None)
 
 
 def host_resolver_applies(cfg: LimaYAML) -> bool:

@@ -23,14 +23,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import cidata, containerd, disks, events, fields, filenames, instance, processes, sshutil, store, suspended
+from .. import (
+    cidata,
+    containerd,
+    disks,
+    events,
+    fields,
+    filenames,
+    instance,
+    mounts,
+    processes,
+    sshutil,
+    store,
+    suspended,
+)
 from ..errors import DriverUnavailable, InstanceError, LimaError, UnsupportedOperation
 from ..external import supervisor
 from ..host import DriverHost
 from ..limatype import Instance
 from ..starthandle import StartHandle
 from ..users import guest_user
-from . import bootreport, copytohost, dns, guestsuspend, requirements
+from . import bootreport, copytohost, dns, guestsuspend, inotify, requirements, sshfs
 from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
@@ -75,6 +88,10 @@ class HostAgent:
         self.inst: Instance | None = None
         #: port forwarding (lima_core.hostagent.portfwd), once SSH works
         self.portfwd: Any = None
+        #: the reverse-sshfs mounts, once made
+        self.sshfs: sshfs.Mounts | None = None
+        #: mountInotify's watcher, once started
+        self.inotify: inotify.MountInotify | None = None
         self._emit_lock = threading.Lock()
         #: the suspend record when this host agent resumes the VM instead of booting it
         self.record: suspended.Record | None = None
@@ -354,6 +371,8 @@ class HostAgent:
         forwarding_errors = self._start_port_forwarding(inst, user) if not errors and not self.stopping.is_set() \
             else []
         if not errors:
+            errors += self._mount_reverse_sshfs(inst)
+            errors += self._start_mount_inotify(inst)
             errors += runner.run_group("optional", requirements.optional(
                 inst, user, containerd=self.containerd_archive is not None))
             final = runner.run_group("final", requirements.final(iid))
@@ -407,6 +426,31 @@ class HostAgent:
             return {"guestAgent": {"state": "starting"}, "portForwards": []}
         return self.portfwd.status()
 
+    def _mount_reverse_sshfs(self, inst: Instance) -> list[str]:
+        """Lima's step after the essential requirements: the reverse-sshfs mounts (see :mod:`.sshfs`)."""
+        if not requirements.reverse_sshfs(inst) or self.stopping.is_set():
+            return []
+        shared = mounts.resolve(inst.config)  # type: ignore[arg-type]
+        self.sshfs = sshfs.Mounts(self.inst_dir, self.name, shared)
+        for m in shared:
+            self._say(f"Mounting {m.location} on {m.mount_point} (reverse-sshfs)")
+        return self.sshfs.mount_all()
+
+    def _start_mount_inotify(self, inst: Instance) -> list[str]:
+        """mountInotify: host-side changes of the writable mounts replayed in the guest (see :mod:`.inotify`)."""
+        cfg = inst.config
+        assert cfg is not None
+        if not cfg.mount_inotify or cfg.plain or self.stopping.is_set():
+            return []
+        writable = [m for m in mounts.resolve(cfg) if m.writable]
+        if not writable:
+            return []
+        try:
+            self.inotify = inotify.MountInotify(self.inst_dir, self.name, writable)
+        except OSError as exc:
+            return [f"mountInotify: cannot watch the host's directories: {exc.strerror or exc}"]
+        return []
+
     def _revive_guest(self, record: suspended.Record) -> list[str]:
         """After a resume: the guest's clock, and the shares unmounted for the suspend; the errors."""
         revived = guestsuspend.after_resume(self.inst_dir, self.name, record.shares)
@@ -421,6 +465,10 @@ class HostAgent:
         """Stop the VM if *started*, then end what the host agent holds (after a suspend: only that)."""
         if self.portfwd is not None:
             self.portfwd.stop()
+        if self.inotify is not None:
+            self.inotify.close()
+        if self.sshfs is not None:
+            self.sshfs.close()
         host = self.host
         if self.record is not None and self.handle is not None and not self.suspended:
             suspended.remove(self.inst_dir)  # the VM ran from the saved state: that record is spent

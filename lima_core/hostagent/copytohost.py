@@ -9,15 +9,13 @@ stops. Any other failure makes the start degraded.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import shlex
 import subprocess
-import tempfile
 from pathlib import Path
 
-from .. import cidata, dirnames, gotemplate, sshutil
+from .. import cidata, gotemplate, sshutil, templatevalues
 from ..limatype import Instance
 from ..users import GuestUser
 
@@ -26,15 +24,7 @@ log = logging.getLogger("lima_core.hostagent")
 
 def host_template_values(instance: Instance) -> dict[str, object]:
     """What ``{{.X}}`` means in a host path of lima.yaml."""
-    cfg = instance.config
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = ""
-    return {"Home": str(Path.home()), "Dir": instance.dir, "Name": instance.name, "Instance": instance.name,
-            "UID": os.getuid() if hasattr(os, "getuid") else 0, "User": user,
-            "Param": dict(cfg.param or {}) if cfg is not None else {}, "GlobalTempDir": tempfile.gettempdir(),
-            "TempDir": tempfile.gettempdir(), "LimaHome": str(dirnames.lima_home())}
+    return templatevalues.host(Path(instance.dir), instance.config.param if instance.config else None)
 
 
 def copy_all(instance: Instance, user: GuestUser) -> tuple[list[str], list[Path]]:

@@ -1,7 +1,8 @@
 """The host agent's requirements: what must hold in the guest before ``lima start`` says READY.
 
 As in Lima, three groups run in order over SSH: the essential ones (SSH
-answers, the user's session is ready, the ControlMaster is up), the optional
+answers, the user's session is ready, the ControlMaster is up; for
+reverse-sshfs, sshfs is installed and FUSE allows allow_other), the optional
 ones (each readiness probe of lima.yaml), and the final one (this boot's boot
 scripts have finished). Each requirement is a script piped to the
 interpreter its ``#!`` line names, retried until it succeeds or its time is
@@ -35,6 +36,8 @@ REQUIREMENT_TIMEOUT = 600.0
 #: How long one attempt may take (Lima has no bound: a hung session would stall the group).
 ATTEMPT_TIMEOUT = 120.0
 PROBE_INTERVAL = 1.0
+#: boot.Linux/35-setup-packages.sh writes this boot's instance id here once FUSE allows allow_other
+FUSE_READY = "/run/lima-fuse-ready"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +76,27 @@ def essential(instance: Instance, iid: str) -> list[Requirement]:
         reqs.append(Requirement("user session is ready for ssh", _marker_check(cidata.SSH_READY, iid),
                                 "The guest's boot scripts have not made the user session ready yet; see "
                                 "/var/log/cloud-init-output.log in the guest", no_master=True))
-    reqs.append(Requirement("Explicitly start ssh ControlMaster", "#!/bin/sh\ntrue\n",
-                            "The persistent ssh ControlMaster should be started immediately"))
+    if reverse_sshfs(instance):
+        # As Lima's: these two use the ControlMaster, so they start it.
+        reqs.append(Requirement("sshfs binary to be installed", "#!/bin/sh\ncommand -v sshfs\n",
+                                "The boot scripts install sshfs for reverse-sshfs mounts; see "
+                                "/var/log/cloud-init-output.log in the guest (the image needs a package manager "
+                                "that can reach its mirror, or sshfs installed)"))
+        reqs.append(Requirement("fuse to allow_other as user", _marker_check(FUSE_READY, iid),
+                                "The boot scripts set user_allow_other in /etc/fuse.conf for reverse-sshfs mounts; "
+                                "see /var/log/cloud-init-output.log in the guest"))
+    else:
+        reqs.append(Requirement("Explicitly start ssh ControlMaster", "#!/bin/sh\ntrue\n",
+                                "The persistent ssh ControlMaster should be started immediately"))
     return reqs
+
+
+def reverse_sshfs(instance: Instance) -> bool:
+    """Whether the host agent mounts this instance's directories with reverse-sshfs (non-plain Linux guests
+    with at least one mount, as in Lima)."""
+    cfg = instance.config
+    return bool(cfg is not None and cfg.os == "Linux" and not cfg.plain and cfg.mount_type == "reverse-sshfs"
+                and cfg.mounts)
 
 
 def optional(instance: Instance, user: GuestUser, *, containerd: bool = False) -> list[Requirement]:

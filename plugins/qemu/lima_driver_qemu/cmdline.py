@@ -7,10 +7,10 @@ can be checked without QEMU. Arguments come in Lima's order; flags that take
 one value (``-m``, ``-cpu``, ``-machine``, ...) are skipped with a warning when
 ``$QEMU_SYSTEM_<ARCH>`` already gave them (Lima's ``appendArgsIfNoConflict``).
 
-Not built (validate rejects them): TPM, extra networks, virtiofs mounts,
-Windows guests. The guest agent's virtio-serial port (item 24), which Lima
-adds on Windows hosts only, is there on every host: lima-core reaches its
-guest agent through it instead of an SSH forward.
+Not built (validate rejects them): TPM, extra networks, Windows guests. The
+guest agent's virtio-serial port (item 24), which Lima adds on Windows hosts
+only, is there on every host: lima-core reaches its guest agent through it
+instead of an SSH forward.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class Spec:
     ssh_address: str = "127.0.0.1"
     ssh_local_port: int = 0
     mac: str = "52:55:55:00:00:00"
-    #: 9p mounts (ResolvedMount from lima_core.mounts)
+    #: the shared directories (ResolvedMount from lima_core.mounts): 9p ones become -virtfs, virtiofs ones a
+    #: vhost-user-fs device on ``virtiofsd-<index>.sock``, with the guest's memory shared (item 1)
     mounts: tuple[ResolvedMount, ...] = ()
     #: additionalDisks' datadisks, in lima.yaml's order (locked to the instance before the spec is made)
     additional_disks: tuple[str, ...] = ()
@@ -141,6 +142,25 @@ def ninep_args(m: ResolvedMount) -> list[str]:
     return ["-virtfs", options if m.writable else options + ",readonly=on"]
 
 
+def virtiofs_socket(instance_dir: str, index: int) -> str:
+    """Where mount *index*'s virtiofsd listens (Lima's ``virtiofsd-<i>.sock``)."""
+    return os.path.join(instance_dir, f"virtiofsd-{index}.sock")
+
+
+def virtiofs_args(instance_dir: str, m: ResolvedMount) -> list[str]:
+    """Item 22 for one virtiofs mount: the vhost-user-fs device and its socket. (A read-only mount is made so
+    by the guest's ``ro`` mount option; QEMU's device has no read-only switch.)"""
+    chardev = f"char-virtiofs-{m.index}"
+    return ["-chardev", f"socket,id={chardev},path={opt(virtiofs_socket(instance_dir, m.index))}",
+            "-device", f"vhost-user-fs-pci,queue-size={m.virtiofs_queue_size},chardev={chardev},tag={opt(m.tag)}"]
+
+
+def shared_memory_args(memory_mib: int) -> list[str]:
+    """Item 1's addition for virtiofs: guest memory virtiofsd can map, a file in /dev/shm shared with it."""
+    return ["-object", f"memory-backend-file,id=virtiofs-shm,size={memory_mib << 20},mem-path=/dev/shm,share=on",
+            "-numa", "node,memdev=virtiofs-shm"]
+
+
 def _chardev_socket(chardev: str, sock: str, logfile: str | None = None) -> str:
     text = f"socket,id={chardev},path={opt(sock)},server=on,wait=off"
     return text + f",logfile={opt(logfile)}" if logfile else text
@@ -151,6 +171,8 @@ def build(spec: Spec) -> list[str]:
     args = list(spec.extra_args)
     arch = spec.arch
     append_if_no_conflict(args, "-m", str(spec.memory_mib))  # 1
+    if any(m.mount_type == "virtiofs" for m in spec.mounts):
+        args += shared_memory_args(spec.memory_mib)
     append_if_no_conflict(args, "-cpu", spec.cpu)  # 2
     machine = machine_args(arch, spec.accel)  # 3
     append_if_no_conflict(args, "-machine", machine[1])
@@ -212,7 +234,10 @@ def build(spec: Spec) -> list[str]:
              "-device", f"virtio-serial-pci,id=virtio-serial0,max_ports={2 if arch == 's390x' else 1}",
              "-device", "virtconsole,chardev=char-serial-virtio,id=console0"]
     for m in spec.mounts:  # 22
-        args += ninep_args(m)
+        if m.mount_type == "9p":
+            args += ninep_args(m)
+        elif m.mount_type == "virtiofs":
+            args += virtiofs_args(spec.instance_dir, m)
     args += ["-chardev", _chardev_socket("char-qmp", spec.path(filenames.QMP_SOCK)),  # 23
              "-qmp", "chardev:char-qmp"]
     args += ["-chardev", f"socket,path={opt(spec.path(filenames.GUEST_AGENT_SOCK))},server=on,wait=off,id=qga0",  # 24

@@ -170,8 +170,6 @@ def check(config: LimaYAML, platform: str | None = None) -> None:
 def unsupported_features(config: LimaYAML) -> list[str]:
     """What lima.yaml asks for that Lima's qemu does but lima-driver-qemu does not (yet)."""
     out = []
-    if config.mount_type == "virtiofs":
-        out.append("mountType virtiofs (needs virtiofsd; use 9p)")
     if config.tpm and (config.tpm is True or (isinstance(config.tpm, dict) and config.tpm.get("enabled"))):
         out.append("tpm")
     for i, nw in enumerate(config.networks or []):

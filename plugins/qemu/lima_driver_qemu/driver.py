@@ -220,6 +220,10 @@ class QemuDriver:
             firmware.find(cfg, self.arch, qemu.exe, self.dir, copy=False)
         except ConfigError as exc:
             raise ValidationError(str(exc)) from None
+        if cfg.mount_type == "virtiofs" and cfg.mounts and not cfg.plain:
+            from . import virtiofsd
+
+            virtiofsd.find(qemu.exe)
 
     # -- Lifecycle ------------------------------------------------------------------------
 
@@ -261,9 +265,14 @@ class QemuDriver:
         # Lima's item 6: each additional disk locked to this instance (DiskError if another holds it)
         extra = disks.attach(list(self.config.additional_disks or []), self.dir)
         try:
-            return self._spawn(qemu.exe, cmdline.build(self._spec(qemu, tuple(map(str, extra)))))[0]
+            spec = self._spec(qemu, tuple(map(str, extra)))
+            self._start_virtiofsd(qemu, spec)
+            return self._spawn(qemu.exe, cmdline.build(spec), self._qemu_prefix(spec.mounts))[0]
         except BaseException:
             if self._running_qemu() is None:
+                from . import virtiofsd
+
+                virtiofsd.stop(self.dir)
                 disks.unlock_all(self.dir)
             raise
 
@@ -272,8 +281,40 @@ class QemuDriver:
         if running is not None:
             raise StartFailed(f"qemu of instance {self.dir.name!r} is already running (pid {running.pid})")
 
-    def _spawn(self, exe: str, args: list[str]) -> tuple[subprocess.Popen, Path, int]:
-        """Run QEMU and return once QMP answers: the process, its log, and where this run's output starts."""
+    def _guest_uid(self) -> int:
+        from lima_core.users import guest_user
+
+        return guest_user(self.config).uid
+
+    def _qemu_prefix(self, shared: tuple[Any, ...] | list[Any]) -> list[str]:
+        """With 9p mounts among *shared* and a guest uid other than the host user's: QEMU in a user namespace
+        where the guest user's uid is the host user's (see :mod:`.idmap`)."""
+        from . import idmap
+
+        uid = self._guest_uid()
+        if not any(m.mount_type == "9p" for m in shared) or not idmap.needed(uid):
+            return []
+        why = idmap.unavailable(uid)
+        if why:
+            log.warning("cannot map the guest user's uid %d to yours for 9p (%s): the guest sees the host's owners, "
+                        "and may not write where you can", uid, why)
+            return []
+        return idmap.prefix(uid)
+
+    def _start_virtiofsd(self, qemu: _Qemu, spec: cmdline.Spec) -> None:
+        if not any(m.mount_type == "virtiofs" for m in spec.mounts):
+            return
+        from . import virtiofsd
+
+        try:
+            binary = virtiofsd.find(qemu.exe)
+        except ValidationError as exc:
+            raise StartFailed(str(exc)) from None
+        virtiofsd.start(self.dir, binary, spec.mounts, self._guest_uid())
+
+    def _spawn(self, exe: str, args: list[str], prefix: list[str]) -> tuple[subprocess.Popen, Path, int]:
+        """Run QEMU (behind *prefix*, :mod:`.idmap`'s) and return once QMP answers: the process, its log, and
+        where this run's output starts."""
         from . import cmdline
 
         d = self.dir
@@ -283,21 +324,22 @@ class QemuDriver:
             except FileNotFoundError:
                 pass
         log_path = d / QEMU_LOG
-        log.info("starting QEMU (hint: to watch the boot progress, see %s): %s %s", d / filenames.SERIAL_LOG,
-                 exe, " ".join(args))
+        command = [*prefix, exe, *args]
+        log.info("starting QEMU (hint: to watch the boot progress, see %s): %s", d / filenames.SERIAL_LOG,
+                 " ".join(command))
         with open(log_path, "ab") as out:
-            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {exe} {' '.join(args)}\n".encode())
+            out.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(command)}\n".encode())
             out.flush()
             start = out.tell()
             try:
                 # qemu.pid is written here, with the process's identity, as soon as the process exists:
                 # QEMU writes it again (-pidfile) only once it has started, and until then a forced
-                # stop would find nothing to kill.
-                proc = pidfile.spawn(process.pid_path(d), [exe, *args], stdin=subprocess.DEVNULL, stdout=out,
+                # stop would find nothing to kill. unshare (the prefix) execs QEMU in the same process.
+                proc = pidfile.spawn(process.pid_path(d), command, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=out, start_new_session=True, close_fds=True)
             except OSError as exc:
-                where = "" if exc.filename in (None, exe) else f" ({exc.filename})"
-                raise StartFailed(f"cannot run {exe}: {exc.strerror or exc}{where}") from None
+                where = "" if exc.filename in (None, command[0]) else f" ({exc.filename})"
+                raise StartFailed(f"cannot run {command[0]}: {exc.strerror or exc}{where}") from None
         self._wait_started(proc, log_path, start)
         return proc, log_path, start
 
@@ -346,7 +388,7 @@ class QemuDriver:
         inst, cfg, d, arch = self.instance, self.config, self.dir, self.arch
         assert inst is not None
         shared: list[ResolvedMount] = []
-        if cfg.mount_type == "9p" and not cfg.plain:
+        if cfg.mount_type in ("9p", "virtiofs") and not cfg.plain:
             shared = mounts.resolve(cfg)
             for m in shared:
                 os.makedirs(m.location, exist_ok=True)
@@ -396,6 +438,9 @@ class QemuDriver:
             if pidfile.read(pid_file, expect=str(pid_file)).process is None:
                 pidfile.remove(pid_file)
             disks.unlock_all(d)  # QEMU is gone: its additional disks are free
+            from . import virtiofsd
+
+            virtiofsd.stop(d)
         for name in (filenames.VNC_DISPLAY, filenames.VNC_PASSWORD):
             try:
                 (d / name).unlink()
@@ -479,7 +524,11 @@ class QemuDriver:
             # the saved command line attaches the additional disks it had: lock them again
             disks.attach(list(self.config.additional_disks or []), d)
             try:
-                proc, log_path, start = self._spawn(exe, [*args, "-incoming", "defer"])
+                from lima_core import mounts
+
+                # the saved command line is QEMU's own: the uid mapping's prefix is chosen again
+                prefix = self._qemu_prefix(mounts.resolve(self.config))
+                proc, log_path, start = self._spawn(exe, [*args, "-incoming", "defer"], prefix)
             except BaseException:
                 disks.unlock_all(d)
                 raise

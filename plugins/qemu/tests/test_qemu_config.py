@@ -117,7 +117,6 @@ def test_cpu_type_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_qemu
 @pytest.mark.parametrize(("cfg", "message"), [
-    ({"mountType": "virtiofs"}, "does not support mountType virtiofs"),
     ({"additionalDisks": ["nosuch"]}, r"additionalDisks\[0\]: disk 'nosuch' does not exist"),
     ({"networks": [{"lima": "shared"}]}, r"does not support networks\[0\] \(lima: shared\)"),
     ({"tpm": {"enabled": True}}, "does not support tpm"),
@@ -129,6 +128,22 @@ def test_validate_rejects(tmp_path: Path, cfg: dict[str, Any], message: str) -> 
     host, _ = configured(tmp_path, **cfg)
     with pytest.raises(ValidationError, match=message):
         host.validate()
+
+
+@needs_qemu
+def test_validate_needs_virtiofsd_for_virtiofs_mounts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lima_driver_qemu import virtiofsd
+
+    host, _ = configured(tmp_path, mountType="virtiofs", mounts=[{"location": str(tmp_path), "writable": True}])
+    monkeypatch.setattr(virtiofsd, "search_dirs", lambda exe: [tmp_path / "nowhere"])
+    with pytest.raises(ValidationError, match="mountType virtiofs needs virtiofsd.*use mountType 9p"):
+        host.validate()
+    monkeypatch.undo()
+    try:
+        virtiofsd.find(shutil.which("qemu-system-x86_64") or "")
+    except ValidationError:
+        return  # this host has no virtiofsd
+    host.validate()
 
 
 @needs_qemu
