@@ -121,12 +121,7 @@ def create(name: str, data: dict[str, Any], source: str, progress: Progress | No
     """
     store.validate_name(name)
     inst_dir = dirnames.instance_dir(name)
-    if inst_dir.exists():
-        if store.inspect(name).status == STATUS_STOPPED:
-            raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}`, or `lima delete "
-                                 f"{name}` first to recreate it")
-        raise InstanceExists(f"instance {name!r} already exists and is not stopped; `lima delete -f {name}` "
-                             "first to recreate it")
+    refuse_existing(name)
     store.check_socket_paths(name)
     cfg = limayaml.from_data(data, source, text=text, warn_unknown=True, inst_dir=inst_dir)
     reg = registry.discover()
@@ -209,6 +204,17 @@ def _download_image(inst: Instance, formats: list[str], progress: Progress | Non
 
 def hostagent_command(name: str) -> list[str]:
     return [sys.executable, "-m", "lima_core", "hostagent", name]
+
+
+def refuse_existing(name: str) -> None:
+    """:raises InstanceExists: an instance *name* exists; the hint fits its status."""
+    if not dirnames.instance_dir(name).exists():
+        return
+    if store.inspect(name).status == STATUS_STOPPED:
+        raise InstanceExists(f"instance {name!r} already exists; run `lima start {name}` (a template is only used "
+                             f"to create an instance), or `lima delete {name}` first to recreate it")
+    raise InstanceExists(f"instance {name!r} already exists and is not stopped; `lima delete -f {name}` "
+                         "first to recreate it")
 
 
 def start(name: str, timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None,

@@ -118,13 +118,11 @@ def interactive_review(name: str, data: dict[str, Any]) -> dict[str, Any] | None
 
 def make(locator: str, name: str | None, flags: EditFlags, *, dry_run: bool) -> str | None:
     """Create the instance (``create``, and ``start`` of a new one); its name, or None when nothing was made."""
-    from .. import fields, instance, limayaml, registry, store, yamlfile
+    from .. import fields, instance, limayaml, registry, yamlfile
 
     edits = expressions(flags, new_instance=True)
     inst_name, data, source, text = load_template(locator, name=name, edits=edits)
-    if store.dirnames.instance_dir(inst_name).exists():
-        raise LimaError(f"instance {inst_name!r} already exists; run `lima start {inst_name}` (a template is "
-                        f"only used to create an instance), or `lima delete {inst_name}` first to recreate it")
+    instance.refuse_existing(inst_name)
     if tty() and not dry_run:
         reviewed = interactive_review(inst_name, data)
         if reviewed is None:

@@ -64,9 +64,9 @@ def shell(
             inst = store.inspect(name)
         else:
             why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
+            # A Broken instance's errors say what to do about it; `lima start` would fail on it.
             hint = (f"run `lima start {name}`, or `lima shell --start {name}`" if inst.status == STATUS_STOPPED
-                    else f"run `lima stop -f {name}`, then `lima start {name}`" if inst.errors
-                    else f"run `lima start {name}`")
+                    else "fix that first" if inst.errors else f"run `lima start {name}`")
             raise InstanceError(f"instance {name!r} is {inst.status or 'not running'}{why}; {hint}")
     if command and command[0] == "--":  # `lima shell NAME -- cmd`: the separator is ours, not the guest's
         command = command[1:]

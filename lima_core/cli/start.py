@@ -64,7 +64,7 @@ def start(
             return
     if foreground:
         if instance.start(inst_name, progress=info, foreground=True) is False:
-            info(f"The instance {inst_name!r} is already running.")
+            _already_running(inst_name)
         return
     from .create import download_progress
 
@@ -77,7 +77,7 @@ def start(
         if watcher is not None:
             watcher.stop()
     if not result:
-        info(f"The instance {inst_name!r} is already running. Run `lima shell {inst_name}` to open a shell.")
+        _already_running(inst_name)
         if edited:
             info(f"The edited configuration takes effect at the next start (`lima restart {inst_name}`).")
         return
@@ -98,6 +98,20 @@ def _existing(target: str | None, name: str | None) -> str | None:
     if dirnames.instance_dir(candidate).is_dir() and candidate not in ("", ".", ".."):
         return candidate
     return None
+
+
+def _already_running(name: str) -> None:
+    """Its host agent runs: say so, or, when the instance is not Running for all that, why not (an error)."""
+    from .. import store
+    from ..errors import InstanceError
+    from ..limatype import STATUS_RUNNING
+
+    inst = store.inspect(name)
+    if inst.status != STATUS_RUNNING:
+        why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
+        raise InstanceError(f"instance {name!r} has a host agent but is {inst.status or 'not running'}{why}; "
+                            "fix that first")
+    info(f"The instance {name!r} is already running. Run `lima shell {name}` to open a shell.")
 
 
 def _progress_watcher(name: str):  # type: ignore[no-untyped-def]
