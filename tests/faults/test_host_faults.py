@@ -167,6 +167,8 @@ def test_a_stop_that_arrives_early_still_stops(delay: float, lima, external: Pat
     agent and stops it."""
     instances.append("early")
     lima("create", "--name", "early", str(fake_template), ok=True)
+    # The guest is not ready before the stop comes, however fast the start is (the stop ends the wait).
+    set_faults(lima_home, "early", hangIn={"additional_setup_for_ssh": 60})
     start = lima_process("start", "early")
     wait_for(lambda: locks.held(lima_home / "early" / "instance.lock"), what="the start to hold the instance")
     time.sleep(delay)

@@ -141,6 +141,7 @@ def test_boot_script_makes_reverse_sshfs_mount_points_the_users(tmp_path: Path) 
     me = pwd.getpwuid(os.getuid()).pw_name
     points = [tmp_path / "a" / "deep" / "share", tmp_path / "with space"]
     env = {"PATH": "/usr/bin:/bin", "LIMA_CIDATA_USER": me, "LIMA_CIDATA_UID": str(os.getuid()),
+           "LIMA_CIDATA_MNT": str(tmp_path / "cidata"),  # holds no lima-guestagent: the script installs none
            "LIMA_CIDATA_MOUNTS": "2", "LIMA_CIDATA_MOUNTS_0_MOUNTPOINT": str(points[0]),
            "LIMA_CIDATA_MOUNTS_1_MOUNTPOINT": str(points[1])}
     subprocess.run(["sh", str(script)], env={**env, "LIMA_CIDATA_MOUNTTYPE": "9p"}, check=True)

@@ -69,8 +69,9 @@ def test_lima_drives_a_proto_only_driver(lima, driver_dir: Path, lima_home: Path
     image = tmp_path / "image.raw"
     image.write_bytes(b"proto-only disk")
     template = tmp_path / "po.yaml"
+    # plain: the driver's "VM" runs no guest agent (it would need lima-core's fake guest), so no port forwarding
     template.write_text(f"vmType: protoonly\nimages:\n- location: {image}\ncpus: 1\nmemory: 256MiB\n"
-                        "disk: 1GiB\nmounts: []\n")
+                        "disk: 1GiB\nmounts: []\nplain: true\n")
     r = lima("create", "--name", "po", str(template))
     assert "with the protoonly driver" in r.stderr
     inst = lima_home / "po"

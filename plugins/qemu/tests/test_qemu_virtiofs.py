@@ -190,5 +190,5 @@ def test_qemu_runs_in_the_namespace_only_for_9p_and_another_uid(tmp_path: Path) 
         driver = QemuDriver()
         driver.configure(new_instance(tmp_path / f"u{uid}", {"arch": "x86_64", "user": {"uid": uid},
                                                              "images": [{"location": "x"}]}))
-        assert driver._qemu_prefix(ninep) == want
-        assert driver._qemu_prefix(only_virtiofs) == []
+        assert driver._qemu_prefix(ninep.mounts) == want
+        assert driver._qemu_prefix(only_virtiofs.mounts) == []
