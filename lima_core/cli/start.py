@@ -101,16 +101,16 @@ def _existing(target: str | None, name: str | None) -> str | None:
 
 
 def _already_running(name: str) -> None:
-    """Its host agent runs: say so, or, when the instance is not Running for all that, why not (an error)."""
+    """Its host agent runs (another start may still be under way): say so; name `lima shell` only when the
+    instance is Running."""
     from .. import store
-    from ..errors import InstanceError
     from ..limatype import STATUS_RUNNING
 
     inst = store.inspect(name)
     if inst.status != STATUS_RUNNING:
-        why = f" ({'; '.join(inst.errors)})" if inst.errors else ""
-        raise InstanceError(f"instance {name!r} has a host agent but is {inst.status or 'not running'}{why}; "
-                            "fix that first")
+        info(f"The instance {name!r} already has a host agent (it is {inst.status or 'starting'}; "
+             f"`lima list {name}` shows its status).")
+        return
     info(f"The instance {name!r} is already running. Run `lima shell {name}` to open a shell.")
 
 
