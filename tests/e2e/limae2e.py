@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +23,16 @@ def qemu_processes(lima_home: str) -> list[Any]:
         if lima_home in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
             out.append(cmd)
     return out
+
+
+def status(lima: Any, name: str) -> dict:
+    """The instance as `lima list --format json` shows it."""
+    return json.loads(lima("list", "--format", "json", name).stdout)
+
+
+def wait_gone(lima_home: str, timeout: float = 15) -> list[str]:
+    """Wait up to *timeout* s for the instance's QEMU processes to end; those still alive."""
+    deadline = time.monotonic() + timeout
+    while (left := qemu_processes(lima_home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

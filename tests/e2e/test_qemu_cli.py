@@ -5,25 +5,13 @@ start again, stop -f, delete — with qemu internal, external, and built by buil
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from limae2e import BIN, TEMPLATE, qemu_processes
+from limae2e import BIN, TEMPLATE, status, wait_gone
 
 pytestmark = pytest.mark.vm
-
-
-def status(lima, name: str) -> dict:
-    return json.loads(lima("list", "--format", "json", name).stdout)
-
-
-def wait_gone(lima_home: str, timeout: float = 15) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := qemu_processes(lima_home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def test_qemu_internal_full_lifecycle(lima, lima_env: dict[str, str], tmp_path: Path) -> None:

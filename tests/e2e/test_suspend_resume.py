@@ -13,20 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from limae2e import TEMPLATE, qemu_processes
+from limae2e import TEMPLATE, status, wait_gone
 
 pytestmark = pytest.mark.vm
-
-
-def status(lima, name: str) -> dict:
-    return json.loads(lima("list", "--format", "json", name).stdout)
-
-
-def wait_gone(lima_home: str, timeout: float = 15) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := qemu_processes(lima_home)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
 
 
 def clock_offset(lima, name: str) -> int:
