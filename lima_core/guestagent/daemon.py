@@ -291,6 +291,9 @@ async def serve_virtio(agent, name):
         ended = loop.create_future()
         session = agent.session("virtio")
         FdTransport(loop, fd, session, ended)
+        # A host already connected may have greeted an earlier reader of the port (this agent before a
+        # restart): asked to, it greets again.
+        session.send(wire.hello(dict(agent.info(), announce=True)))
         await ended
         await asyncio.sleep(VIRTIO_RETRY)
 

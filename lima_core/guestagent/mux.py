@@ -293,10 +293,16 @@ class StreamChannel(object):
 
     def _write_eof(self):
         transport = self.transport
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            transport.close()
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+        except OSError:
+            # shutdown() on a socket its peer has reset (ENOTCONN): this connection is over, the agent
+            # session is not (an exception here would end it, with every other channel).
+            transport.abort()
+            return
         self._maybe_done()
 
     def _maybe_done(self):

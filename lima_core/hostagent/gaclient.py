@@ -29,6 +29,9 @@ log = logging.getLogger("lima_core.hostagent")
 
 #: Lima's watcher probes the agent this often
 PING_INTERVAL = 10.0
+#: a connection on which the agent's HELLO does not come within this long is dropped and made again: a
+#: HELLO the guest never read (a virtio-serial port discards what its previous reader left) gets no answer
+HELLO_TIMEOUT = 10.0
 #: a session from which nothing at all arrives for this long after a ping is dropped (generous: a guest
 #: emulated on a busy host can take seconds to answer)
 PING_TIMEOUT = 60.0
@@ -72,7 +75,7 @@ def dial(driver: host.DriverHost, inst_dir: Path, name: str, forward: bool, time
 class HostSession(mux.Session):
     """The host's end: says HELLO, hears the guest's listeners, opens channels for forwarded connections."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_ports: Callable[[set, set], None],
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_ports: Callable[[set, set, bool], None],
                  on_error: Callable[[str], None]) -> None:
         super().__init__(loop, synced=False, logger=log)
         self.on_ports = on_ports
@@ -84,9 +87,14 @@ class HostSession(mux.Session):
         self._pings: dict[bytes, asyncio.Future] = {}
         #: loop time of the last bytes from the agent
         self.last_heard = loop.time()
+        #: the next PORTS is the whole set (the agent follows each HELLO of its own with it)
+        self._whole = True
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        self._say_hello()
+
+    def _say_hello(self) -> None:
         self.send(wire.hello({"versions": [wire.PROTOCOL_VERSION], "host": f"lima-core {VERSION}"}))
 
     def data_received(self, data: bytes) -> None:
@@ -99,12 +107,23 @@ class HostSession(mux.Session):
             if info.get("version") != wire.PROTOCOL_VERSION:
                 raise wire.ProtocolError(f"the guest agent answered with protocol version {info.get('version')!r}, "
                                          f"not {wire.PROTOCOL_VERSION}")
+            self._whole = True
+            if info.get("announce"):
+                # The agent has just opened its end of a virtio-serial port, which outlives its readers: what
+                # was said before went to a previous reader (an agent since restarted), its channels with it.
+                log.debug("the guest agent (pid %s) opened its port: greeting it again", info.get("pid"))
+                for channel in list(self.channels.values()):
+                    channel.abort()
+                self.channels.clear()
+                self._say_hello()
+                return
             self.info = info
             if not self.hello.done():
                 self.hello.set_result(info)
         elif kind == wire.PORTS:
             obj = wire.load(kind, payload)
-            self.on_ports(_listeners(obj.get("added")), _listeners(obj.get("removed")))
+            whole, self._whole = self._whole, False
+            self.on_ports(_listeners(obj.get("added")), _listeners(obj.get("removed")), whole)
         elif kind == wire.ERROR:
             message = str(wire.load(kind, payload).get("message") or "")
             if not self.hello.done():

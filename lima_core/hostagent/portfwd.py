@@ -111,8 +111,6 @@ class PortForwarding:
         self._decided = threading.Event()
         self._updates: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        #: the next report is a new session's first: the whole set
-        self._resync = False
         self._thread = threading.Thread(target=self._run, name="port-forwarding", daemon=True)
 
     # -- from the host agent's threads -----------------------------------------------------
@@ -276,10 +274,15 @@ class PortForwarding:
         while True:
             try:
                 sock = await self._blocking(gaclient.dial, self.driver, self.inst_dir, self.name, forward)
-                self._resync = True  # before the session can deliver its first report
                 _transport, session = await self.loop.create_connection(
                     lambda: gaclient.HostSession(self.loop, self._on_ports, self._on_agent_error), sock=sock)
-                info = await session.hello
+                try:
+                    info = await asyncio.wait_for(asyncio.shield(session.hello), gaclient.HELLO_TIMEOUT)
+                except asyncio.TimeoutError:
+                    session.hello.cancel()
+                    session.close()
+                    raise gaclient.AgentUnreachable(f"no answer to HELLO within {gaclient.HELLO_TIMEOUT:g} s; "
+                                                    "connecting again") from None
             except (gaclient.AgentUnreachable, OSError) as exc:
                 text = getattr(exc, "message", None) or str(exc)
                 if text != announced:
@@ -299,7 +302,8 @@ class PortForwarding:
             await self._keep_alive(session)
             self.session = None
             self.agent_state = "waiting"
-            log.warning("lost the connection to the guest agent; reconnecting")
+            why = session.ended.result() if session.ended.done() else None
+            log.warning("lost the connection to the guest agent%s; reconnecting", f" ({why})" if why else "")
 
     async def _keep_alive(self, session: gaclient.HostSession) -> None:
         """Until the session ends; a ping every PING_INTERVAL, and the session dropped when nothing at all
@@ -320,10 +324,9 @@ class PortForwarding:
                 await session.ended
                 return
 
-    def _on_ports(self, added: set, removed: set) -> None:
-        if self._resync:
-            # A session's first report is the whole set: forwards of listeners gone meanwhile go.
-            self._resync = False
+    def _on_ports(self, added: set, removed: set, whole: bool) -> None:
+        if whole:
+            # The whole set (a session's first report): forwards of listeners gone meanwhile go.
             removed = (self._listening - added) | removed
             added = added - self._listening
         self._listening = (self._listening - removed) | added

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -131,7 +132,7 @@ def test_tiny_guest_forwards_tcp_over_ssh(lima, lima_env: dict[str, str], mode: 
 # -- the cloud-init guest: the guest agent ------------------------------------------------------------------
 
 GUEST_SERVER = r"""
-import os, socket, sys, threading
+import os, socket, sys, threading, time
 kind, where = sys.argv[1], sys.argv[2]
 if kind == "udp":
     host, port = where.rsplit(":", 1)
@@ -148,6 +149,8 @@ else:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, int(port)))
+    if kind == "tcp-late":
+        time.sleep(3)  # bound a while before it listens
 s.listen(16)
 while True:
     conn, _ = s.accept()
@@ -237,6 +240,22 @@ def test_cloud_guest_forwards_through_the_guest_agent(lima, lima_env: dict[str, 
     wait_forward(lima, "cloud", f"127.0.0.1:{default}", state=None)
     assert refused(default)
 
+    # Host clients that reset their connections as the guest server closes its end: each connection ends,
+    # the agent session does not.
+    for _ in range(30):
+        c = socket.create_connection(("127.0.0.1", rule_host), timeout=30)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    assert fetch(rule_host) == f"hello from the guest's 127.0.0.1:{rule_guest}".encode()
+    # The agent restarts (the boot scripts restart it when it changed), then a server binds and listens
+    # seconds later: the host agent greets the new agent at once, not after its ping timeout (60 s).
+    lima("shell", "cloud", "sudo", "systemctl", "restart", "lima-guestagent")
+    late = free_port()
+    start_server(lima, "cloud", "tcp-late", f"127.0.0.1:{late}")
+    wait_forward(lima, "cloud", f"127.0.0.1:{late}", timeout=20)
+    assert fetch(late) == f"hello from the guest's 127.0.0.1:{late}".encode()
+    assert forwards(lima, "cloud")["guestAgent"]["state"] == "connected"
+
     log = (inst_dir / "ha.stderr.log").read_text()
     for line in (f"Forwarding TCP from 127.0.0.1:{rule_guest} to 127.0.0.1:{rule_host}",
                  f"Forwarding TCP from 0.0.0.0:{default} to 127.0.0.1:{default}",
@@ -246,7 +265,7 @@ def test_cloud_guest_forwards_through_the_guest_agent(lima, lima_env: dict[str, 
                  f"cannot forward TCP from 127.0.0.1:{taken} to 127.0.0.1:{taken}",
                  f"Stopping forwarding TCP from 0.0.0.0:{default} to 127.0.0.1:{default}"):
         assert log.count(line) == 1, line
-    assert "connected to the guest agent" in log
+    assert log.count("connected to the guest agent") == 1 and "lost the connection to the guest agent" not in log
     assert pf_events(inst_dir).count(("failed", f"127.0.0.1:{taken}")) == 1
 
     lima("stop", "cloud", timeout=300)

@@ -42,9 +42,9 @@ class Host:
             return await self.session.hello
         return self.call(go())
 
-    def _ports(self, added: set, removed: set) -> None:
+    def _ports(self, added: set, removed: set, whole: bool = False) -> None:
         with self.changed:
-            self.listening = (self.listening - removed) | added
+            self.listening = set(added) if whole else (self.listening - removed) | added
             self.reports.append((added, removed))
             self.changed.notify_all()
 

@@ -3,6 +3,7 @@ forwarded TCP, UDP and unix-socket connections through host listeners."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -180,6 +181,47 @@ def test_a_refused_connection_is_reset_on_the_host(start_agent, host: Host) -> N
             c.recv(1)
     finally:
         listener.close()
+
+
+def test_connections_that_end_abruptly_on_either_side_leave_the_session_up(start_agent, host: Host) -> None:
+    """A greeting server in the guest closes at once, host clients reset theirs at once: a half-close
+    arriving for a socket whose peer is already gone ends that connection, never the agent session."""
+    agent = start_agent("--no-trigger")
+    host.connect(agent.socket)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def greet() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):  # the client may have reset it already
+                conn.sendall(b"e")
+                conn.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=greet, daemon=True).start()
+    hport = free_port()
+    listener = host.forward("tcp", f"127.0.0.1:{hport}", "tcp", f"127.0.0.1:{srv.getsockname()[1]}")
+    session = host.session
+    assert session is not None
+    try:
+        for i in range(60):
+            c = socket.create_connection(("127.0.0.1", hport), timeout=10)
+            if i % 2:
+                c.recv(1)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with a reset
+            c.close()
+        c = socket.create_connection(("127.0.0.1", hport), timeout=10)
+        assert c.recv(1) == b"e"
+        c.close()
+        assert host.call(session.ping(10)) < 10
+        assert not session.closed and host.errors == []
+    finally:
+        listener.close()
+        srv.close()
 
 
 def test_udp_flows(start_agent, host: Host) -> None:
