@@ -217,7 +217,10 @@ class Rig:
 
     def raw_case(self) -> _timing.Case:
         from lima_core import sshutil
-        from lima_core.hostagent import readiness
+        try:
+            from lima_core.hostagent import readiness
+        except ImportError:  # a tree from before the host agent was a package (benchmarks.ab)
+            from lima_core import hostagent as readiness
 
         def case() -> float:
             port = free_port()

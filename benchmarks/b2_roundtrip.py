@@ -107,7 +107,6 @@ def run(opts: _env.Options) -> list[_timing.Row]:
     from lima_core.external import supervisor
     from lima_core.external.build import write_executable
     from lima_core.external.client import connect
-    from lima_core.protocol import payload
 
     batch = QUICK_BATCH if opts.quick else BATCH
     with _env.private_home(opts, "lb2") as home, lima_home(home):
@@ -118,12 +117,12 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             inst = store.inspect("b2", driver_status=False)
             host.configure(inst)
             info, address = host.info(), host.ssh_address()
-            sizes = {"info": len(payload.encode_info(info)), "ssh_address": len(address)}
+            sizes = {"info": len(info.to_json_bytes()), "ssh_address": len(address)}
             floor_dir = home / "floor"
             floor_dir.mkdir()
             stubs = _floor_driver.generate_stubs(home / "floor-stubs")
             driver_pb2, driver_pb2_grpc = _floor_driver.import_stubs(stubs)
-            responses = floor_responses(home, payload.encode_info(info), address)
+            responses = floor_responses(home, info.to_json_bytes(), address)
             with floor_server(stubs, floor_dir, responses) as sock, grpc.insecure_channel(f"unix://{sock}") as chan:
                 stub = driver_pb2_grpc.DriverStub(chan)
                 empty = driver_pb2.google_dot_protobuf_dot_empty__pb2.Empty()

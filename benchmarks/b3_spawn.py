@@ -77,7 +77,6 @@ def _floor_case(stubs: Path, inst_dir: Path, responses: Path, rss: list[float]) 
 def run(opts: _env.Options) -> list[_timing.Row]:
     from lima_core.external.build import write_executable
     from lima_core.limatype import Info
-    from lima_core.protocol import payload
 
     with _env.private_home(opts, "lb3") as home, lima_home(home):
         fake = write_executable(home / "_bin", "fake", FAKE_TARGET)
@@ -89,7 +88,7 @@ def run(opts: _env.Options) -> list[_timing.Row]:
         floor_dir = home / "floor"
         floor_dir.mkdir()
         stubs = _floor_driver.generate_stubs(home / "floor-stubs")
-        responses = floor_responses(home, payload.encode_info(Info(name="floor")), "127.0.0.1")
+        responses = floor_responses(home, Info(name="floor").to_json_bytes(), "127.0.0.1")
         cases: dict[str, _timing.Case] = {"floor": _floor_case(stubs, floor_dir, responses, rss["floor"])}
         for name, path in drivers.items():
             cases[name] = _connect_case(path, name, fake_instance(home, f"b3{name}"), rss[name])
