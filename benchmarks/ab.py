@@ -1,11 +1,13 @@
-"""Before/after: ``python -m benchmarks.ab BEFORE AFTER [--only B4] [--rounds 3] [runner options]``.
+"""Before/after: ``python -m benchmarks.ab BEFORE AFTER [--only B4] [--rounds 3] [--this-runner] [runner options]``.
 
 BEFORE and AFTER are git revisions, or directories holding a checkout
 (``.`` is this working tree). A revision is exported with ``git archive`` to a temporary directory and put first on
 PYTHONPATH (with its ``plugins/*``), ahead of the installed lima-core and
 drivers, so the same venv runs either version's code. The runner is run
 alternately for each, *rounds* times, and each row's median is the median of
-the rounds' medians.
+the rounds' medians. Each tree is measured by its own ``benchmarks`` (this
+checkout's when it has none); ``--this-runner`` measures both with this
+checkout's, so a floor that changed between them is the same on both sides.
 """
 
 from __future__ import annotations
@@ -32,15 +34,25 @@ def export(rev: str, dest: Path) -> Path:
     return dest
 
 
-def pythonpath(tree: Path) -> str:
-    """The tree and its plugins, then this checkout (for ``benchmarks`` when the tree has none)."""
+def pythonpath(tree: Path, runner: Path | None = None) -> str:
+    """The tree and its plugins, then this checkout (for ``benchmarks`` when the tree has none); *runner*, a
+    directory holding only ``benchmarks``, goes first."""
     parts = [str(tree)] + [str(p) for p in sorted((tree / "plugins").glob("*")) if p.is_dir()] + [str(REPO)]
-    return os.pathsep.join(parts)
+    return os.pathsep.join(([str(runner)] if runner is not None else []) + parts)
 
 
-def run_once(tree: Path, args: list[str], out: Path) -> dict:
+def this_runner(work: Path) -> Path:
+    """A directory whose only entry is this checkout's ``benchmarks`` (a link: the runner finds the test
+    guests and templates beside its real path)."""
+    runner = work / "runner"
+    runner.mkdir()
+    (runner / "benchmarks").symlink_to(REPO / "benchmarks")
+    return runner
+
+
+def run_once(tree: Path, args: list[str], out: Path, runner: Path | None = None) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = pythonpath(tree)
+    env["PYTHONPATH"] = pythonpath(tree, runner)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # -P: the working directory does not go first on sys.path, so the runner itself imports the
     # tree's lima-core (B2 and B3 call it in-process; B5 asks its drivers what they implement).
@@ -60,15 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("before")
     parser.add_argument("after")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--this-runner", action="store_true",
+                        help="measure both trees with this checkout's benchmarks (the same cases and floors on both "
+                             "sides) instead of each tree's own")
     args, rest = parser.parse_known_args(argv)
     work = Path(tempfile.mkdtemp(prefix="lab-", dir="/tmp"))
     try:
         trees = {"before": export(args.before, work / "before"), "after": export(args.after, work / "after")}
+        runner = this_runner(work) if args.this_runner else None
         results: dict[str, list[dict]] = {"before": [], "after": []}
         for i in range(args.rounds):
             for side in ("before", "after") if i % 2 == 0 else ("after", "before"):
                 print(f"round {i + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)
-                results[side].append(run_once(trees[side], rest, work / f"{side}-{i}.json"))
+                results[side].append(run_once(trees[side], rest, work / f"{side}-{i}.json", runner))
         print(f"| measurement | before ({args.before}) | after ({args.after}) | after/before | "
               "before ratio | after ratio | CPU before | CPU after |")
         print("|---|---|---|---|---|---|---|---|")
