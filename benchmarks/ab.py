@@ -56,9 +56,35 @@ def run_once(tree: Path, args: list[str], out: Path, runner: Path | None = None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     # -P: the working directory does not go first on sys.path, so the runner itself imports the
     # tree's lima-core (B2 and B3 call it in-process; B5 asks its drivers what they implement).
-    subprocess.run([sys.executable, "-P", "-m", "benchmarks", *args, "--json", str(out)], cwd=REPO, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-P", "-m", "benchmarks", *args, "--json", str(out)], cwd=REPO,
+                          env=env, stdout=subprocess.DEVNULL)
+    if not out.exists():
+        raise SystemExit(f"benchmarks.ab: the runner wrote no results for {tree} (exit status {proc.returncode})")
+    if proc.returncode != 0:  # a benchmark failed: its rows are missing, the others stand
+        print(f"benchmarks.ab: a benchmark failed for {tree} (its error is above)", file=sys.stderr, flush=True)
     return json.loads(out.read_text())
+
+
+def paired(before: list[dict], after: list[dict]) -> list[tuple[dict, dict[str, int | None]]]:
+    """The rows of both sides, each with its index on either side (None: that side has no such row). Rows
+    pair by id and description, else by id in order (a description may name a measured value)."""
+    out: list[tuple[dict, dict[str, int | None]]] = []
+    taken: set[int] = set()
+    for i, row in enumerate(before):
+        j = next((j for j, r in enumerate(after) if j not in taken and (r["id"], r["what"]) == (row["id"], row["what"])),
+                 None)
+        if j is None:
+            j = next((j for j, r in enumerate(after) if j not in taken and r["id"] == row["id"]
+                      and (r["id"], r["what"]) not in {(b["id"], b["what"]) for b in before}), None)
+        if j is not None:
+            taken.add(j)
+        out.append((row, {"before": i, "after": j}))
+    out += [(row, {"before": None, "after": j}) for j, row in enumerate(after) if j not in taken]
+    return out
+
+
+def _value(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.4g} {unit}"
 
 
 def _cpu(ms: float | None, ratio: float | None) -> str:
@@ -88,15 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| measurement | before ({args.before}) | after ({args.after}) | after/before | "
               "before ratio | after ratio | CPU before | CPU after |")
         print("|---|---|---|---|---|---|---|---|")
-        for j, row in enumerate(results["before"][0]["results"]):
-            def med(side: str, key: str, j: int = j) -> float | None:
+        for row, index in paired(results["before"][0]["results"], results["after"][0]["results"]):
+            def med(side: str, key: str, index: dict[str, int | None] = index) -> float | None:
+                j = index[side]
+                if j is None:
+                    return None
                 values = [r["results"][j].get(key, r["results"][j]["extra"].get(key)) for r in results[side]]
                 values = [v for v in values if v is not None]
                 return statistics.median(values) if values else None
             b, a = med("before", "value"), med("after", "value")
             br, ar = med("before", "ratio"), med("after", "ratio")
             change = f"{a / b:.2f}" if a is not None and b else "-"
-            print(f"| {row['id']} {row['what']} | {b:.4g} {row['unit']} | {a:.4g} {row['unit']} | {change} | "
+            print(f"| {row['id']} {row['what']} | {_value(b, row['unit'])} | {_value(a, row['unit'])} | {change} | "
                   f"{'-' if br is None else f'{br:.2f}'} | {'-' if ar is None else f'{ar:.2f}'} | "
                   f"{_cpu(med('before', 'cpu_ms'), med('before', 'cpu_ratio'))} | "
                   f"{_cpu(med('after', 'cpu_ms'), med('after', 'cpu_ratio'))} |")

@@ -56,14 +56,21 @@ def run(opts: _env.Options) -> list[_timing.Row]:
             report.update(_timing.cpu_extra(cpu, key, "floor"))
             rows.append(_timing.row(ID, what, "ms", samples[key], 'python -c "import typer"', samples["floor"],
                                     factor=1000, target=TARGET, extra=report))
-        rows.append(_help_row(opts, lima, env))
+        help_row = _help_row(opts, lima, env)
+        if help_row is not None:
+            rows.append(help_row)
     return rows
 
 
-def _help_row(opts: _env.Options, lima: list[str], env: dict[str, str]) -> _timing.Row:
-    """Every command's ``--help``, interleaved with the floor; the row is the slowest command's."""
+def _help_row(opts: _env.Options, lima: list[str], env: dict[str, str]) -> _timing.Row | None:
+    """Every command's ``--help``, interleaved with the floor; the row is the slowest command's (None for a
+    tree from before lima-core listed its commands, measured by ``benchmarks.ab --this-runner``)."""
     from lima_core.cli import app
-    from lima_core.cli._reference import command_paths
+
+    try:
+        from lima_core.cli._reference import command_paths
+    except ImportError:
+        return None
 
     paths = command_paths(app)
     cases = {"floor": _env.spawn_case([_env.python(), "-c", "import typer"], env)}
