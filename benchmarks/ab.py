@@ -70,12 +70,13 @@ def paired(before: list[dict], after: list[dict]) -> list[tuple[dict, dict[str, 
     pair by id and description, else by id in order (a description may name a measured value)."""
     out: list[tuple[dict, dict[str, int | None]]] = []
     taken: set[int] = set()
+    described = {(b["id"], b["what"]) for b in before}
     for i, row in enumerate(before):
         j = next((j for j, r in enumerate(after) if j not in taken and (r["id"], r["what"]) == (row["id"], row["what"])),
                  None)
         if j is None:
             j = next((j for j, r in enumerate(after) if j not in taken and r["id"] == row["id"]
-                      and (r["id"], r["what"]) not in {(b["id"], b["what"]) for b in before}), None)
+                      and (r["id"], r["what"]) not in described), None)
         if j is not None:
             taken.add(j)
         out.append((row, {"before": i, "after": j}))
