@@ -95,10 +95,14 @@ class Session(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.closed = True
+        self.abort_channels()
+        self.lost(exc)
+
+    def abort_channels(self):
+        """End every channel at once (their peer is gone)."""
         for channel in list(self.channels.values()):
             channel.abort()
         self.channels.clear()
-        self.lost(exc)
 
     # -- for subclasses -----------------------------------------------------------------
 

@@ -112,9 +112,7 @@ class HostSession(mux.Session):
                 # The agent has just opened its end of a virtio-serial port, which outlives its readers: what
                 # was said before went to a previous reader (an agent since restarted), its channels with it.
                 log.debug("the guest agent (pid %s) opened its port: greeting it again", info.get("pid"))
-                for channel in list(self.channels.values()):
-                    channel.abort()
-                self.channels.clear()
+                self.abort_channels()
                 self._say_hello()
                 return
             self.info = info

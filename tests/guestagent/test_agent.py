@@ -10,6 +10,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,8 @@ def test_bytes_before_the_hello_are_skipped(start_agent) -> None:
     assert (wire.PONG, 0, b"abc") in frames
 
 
-def _echo_server() -> tuple[socket.socket, int]:
+def _server(handle: Callable[[socket.socket], None]) -> tuple[socket.socket, int]:
+    """A TCP server on 127.0.0.1 (until closed), each connection handled by *handle* in a thread of its own."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen()
@@ -79,10 +81,14 @@ def _echo_server() -> tuple[socket.socket, int]:
                 conn, _ = srv.accept()
             except OSError:
                 return
-            threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     return srv, srv.getsockname()[1]
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    return _server(_echo)
 
 
 def _echo(conn: socket.socket) -> None:
@@ -188,23 +194,15 @@ def test_connections_that_end_abruptly_on_either_side_leave_the_session_up(start
     arriving for a socket whose peer is already gone ends that connection, never the agent session."""
     agent = start_agent("--no-trigger")
     host.connect(agent.socket)
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
 
-    def greet() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError):  # the client may have reset it already
-                conn.sendall(b"e")
-                conn.shutdown(socket.SHUT_WR)
+    def greet(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # the client may have reset it already
+            conn.sendall(b"e")
+            conn.shutdown(socket.SHUT_WR)
 
-    threading.Thread(target=greet, daemon=True).start()
+    srv, port = _server(greet)
     hport = free_port()
-    listener = host.forward("tcp", f"127.0.0.1:{hport}", "tcp", f"127.0.0.1:{srv.getsockname()[1]}")
+    listener = host.forward("tcp", f"127.0.0.1:{hport}", "tcp", f"127.0.0.1:{port}")
     session = host.session
     assert session is not None
     try:
