@@ -63,6 +63,13 @@ class DriverHost:
         if callable(closer):
             closer()
 
+    def interrupt(self) -> None:
+        """Cancel the driver's calls in progress, from another thread: each raises a DriverError in its
+        caller. Only an external driver's calls can be: an in-process hook runs until it returns."""
+        interrupter = getattr(self.driver, "interrupt", None)
+        if callable(interrupter):
+            interrupter()
+
     # -- calling hooks --------------------------------------------------------------------
 
     def implements(self, hook: str) -> bool:

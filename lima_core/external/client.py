@@ -59,6 +59,9 @@ class Connection:
                        for hook, wire in rpc.WIRE.items() if not wire.streaming}
         self._metadata = ((rpc.SESSION_KEY, uuid.uuid4().hex),)
         self._watchdog = _Watchdog(server, self._channel)
+        #: the calls without deadline in flight, which :meth:`interrupt` cancels
+        self._in_flight: set[Any] = set()
+        self._in_flight_lock = threading.Lock()
 
     def close(self) -> None:
         self._watchdog.close()
@@ -84,16 +87,44 @@ class Connection:
                 return None
             raise self._error(exc, "protocol_info") from None
 
+    def interrupt(self) -> None:
+        """Cancel the calls without deadline in flight (from another thread than theirs): each raises
+        :class:`DriverError` in its caller, and the driver is told through gRPC's cancellation."""
+        with self._in_flight_lock:
+            calls = list(self._in_flight)
+        for call in calls:
+            call.cancel()
+
+    @contextlib.contextmanager
+    def _interruptible(self, call: Any) -> Iterator[None]:
+        with self._in_flight_lock:
+            self._in_flight.add(call)
+        try:
+            yield
+        except BaseException:  # Ctrl-C, or a failure: the driver stops working for us
+            call.cancel()
+            raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(call)
+
     def call(self, hook: str, kwargs: dict[str, Any]) -> Any:
         rpc, wire = self._unary[hook]
         try:
-            # A blocking call: grpc checks for signals while it waits, so Ctrl-C raises
-            # KeyboardInterrupt here and cancels the call.
+            # grpc lets signal handlers run while the caller waits, so Ctrl-C raises
+            # KeyboardInterrupt here and the call is cancelled. A call without deadline
+            # (create_disk, stop, ...) may take minutes: it is made as a future, which
+            # interrupt() can cancel from another thread.
             if wire.deadline is not None:
                 response = rpc(wire.request(kwargs), timeout=wire.deadline, metadata=self._metadata)
             else:
                 with self._watchdog.watching():
-                    response = rpc(wire.request(kwargs), metadata=self._metadata)
+                    future = rpc.future(wire.request(kwargs), metadata=self._metadata)
+                    with self._interruptible(future):
+                        response = future.result()
+        except grpc.FutureCancelledError:
+            raise DriverError(f"the call to {hook.replace('_', ' ')} of driver {self.name!r} was interrupted") \
+                from None
         except grpc.RpcError as exc:
             if self._watchdog.gave_up:
                 raise DriverUnavailable(f"the {self.name} driver process {self._watchdog.gave_up} during "
@@ -116,7 +147,7 @@ class Connection:
                 messages.put(exc)
 
         threading.Thread(target=pump, name=f"start-stream-{self.name}", daemon=True).start()
-        try:
+        with self._interruptible(call):  # cancelled also when it fails
             first = _next(messages)
             if isinstance(first, grpc.RpcError):
                 raise self._error(first, hook)
@@ -128,9 +159,6 @@ class Connection:
                     err = rpc.error_from_rpc(after, self.name, hook)
                     raise err if type(err) is not DriverError else StartFailed(first.error)
                 raise StartFailed(first.error)
-        except BaseException:
-            call.cancel()
-            raise
         handle = StartHandle(on_cancel=call.cancel)
         threading.Thread(target=self._follow, args=(messages, handle, hook), name=f"{hook}-handle-{self.name}",
                          daemon=True).start()
@@ -306,6 +334,9 @@ class ExternalDriver:
 
     def close(self) -> None:
         self._connection.close()
+
+    def interrupt(self) -> None:
+        self._connection.interrupt()
 
     def _forwarding_impl(self, hook: str) -> Any:
         spec = getattr(hookspecs, hook)

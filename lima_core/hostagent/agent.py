@@ -48,6 +48,10 @@ from .infoserver import InfoServer
 
 log = logging.getLogger("lima_core.hostagent")
 
+#: Seconds between a stop asked during the start and the cancelling of the driver call in progress
+#: (see :meth:`HostAgent._interrupt_boot`), and between two cancellings.
+INTERRUPT_GRACE = 1.0
+
 
 
 def free_port(port: int = 0) -> int:
@@ -72,7 +76,11 @@ class HostAgent:
     def __init__(self, name: str, inst_dir: Path) -> None:
         self.name = name
         self.inst_dir = inst_dir
+        #: a stop signal raises _StopDuringBoot in the main thread
         self.booting = False
+        #: the start is over (booted or failed); the boot lock orders it with _interrupt_boot
+        self._boot_over = False
+        self._boot_lock = threading.Lock()
         self.stopping = threading.Event()
         self.stop_reason = ""
         self.errors: list[str] = []
@@ -119,25 +127,49 @@ class HostAgent:
             self.booting = False
             raise _StopDuringBoot(self.stop_reason)
 
+    def _check_stop(self) -> None:
+        """Between two steps of the start: a stop asked meanwhile ends the start here, also when the
+        signal's exception was lost (Python drops one raised while a finalizer, ``__del__``, runs)."""
+        if self.stopping.is_set():
+            self.booting = False
+            raise _StopDuringBoot(self.stop_reason)
+
+    def _interrupt_boot(self) -> None:
+        """While the start runs: once a stop is asked, cancel the driver call in progress every
+        :data:`INTERRUPT_GRACE` seconds until the start is over. The signal's exception usually ends
+        the call first; this ends an external driver's call whatever happened to that exception (an
+        in-process hook runs until it returns, and the next step's check ends the start).
+        """
+        while True:
+            if self.stopping.wait(INTERRUPT_GRACE):
+                time.sleep(INTERRUPT_GRACE)
+            with self._boot_lock:
+                if self._boot_over:
+                    return
+                if self.stopping.is_set() and self.host is not None:
+                    self.host.interrupt()
+
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> int:
         try:
             self.booting = True
+            threading.Thread(target=self._interrupt_boot, name="stop-during-boot", daemon=True).start()
             try:
-                if self.stopping.is_set():  # asked to stop before it began
-                    raise _StopDuringBoot(self.stop_reason)
+                self._check_stop()  # asked to stop before it began
                 handle = self._boot()
             finally:
                 self.booting = False
-        except _StopDuringBoot:
-            log.warning("asked to stop (%s) while starting; stopping the VM", self.stop_reason)
-            self.emit(exiting=True, errors=[f"stopped ({self.stop_reason}) while starting"])
-            self._shutdown(started=self._vm_may_run())
-            return 1
-        except LimaError as exc:
-            log.error("%s failed: %s", "resume" if self.record else "start", exc.message)
-            self.emit(exiting=True, errors=[exc.message])
+                with self._boot_lock:
+                    self._boot_over = True
+        except (_StopDuringBoot, LimaError) as exc:
+            if self.stopping.is_set():  # also a driver call that _interrupt_boot cancelled
+                log.warning("asked to stop (%s) while starting; stopping the VM", self.stop_reason)
+                self.emit(exiting=True, errors=[f"stopped ({self.stop_reason}) while starting"])
+            else:
+                assert isinstance(exc, LimaError)
+                log.error("%s failed: %s", "resume" if self.record else "start", exc.message)
+                self.emit(exiting=True, errors=[exc.message])
             self._shutdown(started=self._vm_may_run())
             return 1
         except Exception as exc:  # noqa: BLE001 - reported as an event, then re-raised into the log
@@ -178,12 +210,14 @@ class HostAgent:
         # A resumed VM keeps its SSH port when it is still free: ssh.config and the user's habits stay valid.
         port = configured if configured > 0 else (record and free_port(record.ssh_local_port)) or free_port()
         self.host = instance.load_driver(inst, ssh_local_port=port)
+        self._check_stop()
         if record is None:
             # `lima start` leaves these to the host agent when the instance has its disk; all are idempotent.
             # A resume skips them: the disk must stay as it was saved.
             self.host.validate()
             self.host.create()
             self.host.create_disk()
+            self._check_stop()
         self.ssh_local_port = inst.ssh_local_port or port
         info = self.host.info()
         if record is None:
@@ -216,10 +250,12 @@ class HostAgent:
             self.instance_id = self.cidata.instance_id
             self.emit(ssh_local_port=self.ssh_local_port, message="Booting the VM")
             log.info("starting the VM (driver %s)", self.host.name)
+            self._check_stop()
             handle = self.handle = self.host.start()
         if self.dns is not None:
             self.dns.start()
         InfoServer.serve(self.inst_dir / filenames.HOST_AGENT_SOCK, self)  # after: the VM need not wait for it
+        self._check_stop()
         self.host.additional_setup_for_ssh()
         if info.features.dynamic_ssh_address:
             self.ssh_address = self.host.ssh_address()
@@ -241,6 +277,7 @@ class HostAgent:
         self.instance_id = record.instance_id
         self.emit(ssh_local_port=self.ssh_local_port, message="Resuming the VM from its saved state")
         log.info("resuming the VM (driver %s) from the state saved at %s", self.host.name, record.time)
+        self._check_stop()
         handle = self.handle = self.host.resume()
         suspended.remove(self.inst_dir)
         return handle

@@ -6,6 +6,8 @@ with real QEMU: test_qemu_faults.py.)
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -161,6 +163,34 @@ def test_delete_while_a_command_tries_the_lock(lima, driver_mode: str, fake_temp
     assert not [p.name for p in lima_home.iterdir() if "tries" in p.name]
 
 
+def test_a_stop_whose_signal_was_lost_ends_a_hung_driver_call(external: Path, lima, fake_template: Path,
+                                                              lima_home: Path, instances: list[str],
+                                                              leftovers, capsys: pytest.CaptureFixture) -> None:
+    """The stop signal's exception may never reach the host agent's main thread (Python drops one raised
+    while a finalizer runs). A stop asked without it still cancels the external driver's call that hangs
+    and stops the VM, which a running host agent must not wait out."""
+    from lima_core.external import supervisor
+    from lima_core.hostagent.agent import INTERRUPT_GRACE, HostAgent
+
+    instances.append("lost")
+    lima("create", "--name", "lost", str(fake_template), ok=True)
+    set_faults(lima_home, "lost", hangIn={"additional_setup_for_ssh": 300})
+    agent = HostAgent("lost", lima_home / "lost")  # no signal handler: stops are asked by request_stop only
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(agent.run()), daemon=True)
+    runner.start()
+    wait_for(lambda: (lima_home / "lost" / "fake.hanging.additional_setup_for_ssh").exists(), what="the hang")
+    assert (lima_home / "lost" / "fakevm.running").exists()
+    t0 = time.monotonic()
+    agent.request_stop("lost signal")
+    runner.join(60)
+    # Within the grace and the driver server's shutdown (its hung handler is killed after STOP_TIMEOUT).
+    assert codes == [1] and time.monotonic() - t0 < INTERRUPT_GRACE + supervisor.STOP_TIMEOUT + 5
+    assert '"errors": ["stopped (lost signal) while starting"]' in capsys.readouterr().out
+    assert not (lima_home / "lost" / "fakevm.running").exists()
+    assert leftovers() == []
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.1, 0.3, 0.6])
 def test_a_stop_that_arrives_early_still_stops(delay: float, lima, external: Path, fake_template: Path,
                                                lima_home: Path, instances: list[str], leftovers) -> None:
@@ -174,7 +204,11 @@ def test_a_stop_that_arrives_early_still_stops(delay: float, lima, external: Pat
     start = lima_process("start", "early")
     wait_for(lambda: locks.held(lima_home / "early" / "instance.lock"), what="the start to hold the instance")
     time.sleep(delay)
-    r = run("stop", "early")
+    try:
+        r = run("stop", "early")
+    except subprocess.TimeoutExpired:
+        log = (lima_home / "early" / "ha.stderr.log").read_text(errors="replace").splitlines()
+        pytest.fail("the stop did not end; the host agent's log ends with:\n" + "\n".join(log[-30:]))
     code, _, err = finish(start, 60)
     assert r.returncode == 0 and "is stopped" in r.stderr, r.stderr
     assert code == 1 and "lima: instance 'early' failed to start" in err.strip().splitlines()[-1], err
