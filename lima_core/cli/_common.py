@@ -7,6 +7,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -186,12 +187,23 @@ class LimaGroup(TyperGroup):
             typer.echo("lima: interrupted; the instance is left as it was at that moment "
                        "(`lima list` shows its state)", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `lima list | head`: the reader has all it wanted
+            _quiet_stdout()
+            raise typer.Exit(141) from None  # as a shell reports a command ended by SIGPIPE
         except OSError as exc:  # the host refused: a full disk, a permission, a vanished file
             if _state["debug"]:
                 raise
             where = f": {exc.filename}" if exc.filename else ""
             typer.echo(f"lima: {exc.strerror or exc}{where} (run with --debug for the traceback)", err=True)
             raise typer.Exit(1) from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush of what the closed pipe did not
+    take fails no more (it would print "Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 # -- parameter coercion without pydantic ---------------------------------------------------------

@@ -352,3 +352,19 @@ def test_debug_shows_the_traceback(lima) -> None:
     r = lima("--debug", "create", "template:../x")
     assert r.exit_code != 0
     assert r.exception is not None and "cannot contain" in str(r.exception)
+
+
+@pytest.mark.parametrize("args", [("template", "list"), ("info",)])
+def test_a_reader_that_closed_the_pipe_is_no_error(args: tuple[str, ...], lima_home: Path) -> None:
+    """`lima template list | head -1`: the rest of the output goes nowhere, without a word on stderr."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already gone: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lima_core", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 141
