@@ -143,7 +143,6 @@ class _Servicer:
             yield rpc.stream_message(hook, str(exc) or type(exc).__name__)
             rpc.abort_with(context, exc)
             return
-        self.sessions.busy(session, True)
         # The VM is bound to the stream, as in Lima: a client that goes away
         # without Stop cancels the handle, and the driver ends the VM. The
         # server then has no one to serve and exits too (Lima's lingers).
@@ -153,7 +152,10 @@ class _Servicer:
                 handle.cancel()
                 self.shutdown.set()
 
-        context.add_callback(on_done)
+        if not context.add_callback(on_done):  # it went away while the driver was starting the VM
+            on_done()
+            return
+        self.sessions.busy(session, True)
         try:
             yield rpc.stream_message(hook)
             while True:

@@ -178,3 +178,73 @@ def test_graceful_stop_escalates_to_kill(inst_dir: Path, short_tmp: Path) -> Non
     elapsed = time.monotonic() - t0
     assert server.process.wait(1) == -signal.SIGKILL  # killed after SIGTERM was ignored
     assert 0.5 <= elapsed < 5  # it waited out SIGTERM first
+
+
+def test_interrupt_cancels_a_call_without_deadline(inst_dir: Path, driver_bin: Path) -> None:
+    """DriverHost.interrupt, from another thread, ends an external driver's call that hangs (how the host
+    agent's stop ends a start): the caller gets one DriverError, and the driver answers other calls."""
+    import threading
+
+    from lima_core.errors import DriverError
+
+    host = connect(str(driver_bin / "lima-driver-fake"), "fake", inst_dir)
+    try:
+        host.configure(new_instance(inst_dir, "fake", {"vmOpts": {"fake": {"hangIn": {"create_disk": 300}}}}))
+        raised: list[BaseException] = []
+        caller = threading.Thread(target=lambda: raised.extend(_raised(host.create_disk, BaseException)))
+        caller.start()
+        deadline = time.monotonic() + 10
+        while not (inst_dir / "fake.hanging.create_disk").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        host.interrupt()
+        caller.join(5)
+        assert not caller.is_alive()
+        assert len(raised) == 1 and type(raised[0]) is DriverError
+        assert "the call to create disk of driver 'fake' was interrupted" in str(raised[0])
+        assert host.info().name == "fake"
+    finally:
+        host.close()
+        supervisor.stop_servers(inst_dir, force=True)
+
+
+def test_a_start_the_host_gave_up_on_ends_the_vm_it_started(inst_dir: Path, driver_bin: Path) -> None:
+    """The host cancels the start stream while the driver is still starting the VM (a stop during the
+    start): once the driver's start returns, the server ends that VM, which no one else knows of."""
+    import threading
+
+    from lima_core.errors import DriverError
+
+    host = connect(str(driver_bin / "lima-driver-fake"), "fake", inst_dir)
+    try:
+        host.configure(new_instance(inst_dir, "fake", {"vmOpts": {"fake": {"hangIn": {"start": 1}}}}))
+        raised: list[BaseException] = []
+        caller = threading.Thread(target=lambda: raised.extend(_raised(host.start, DriverError)))
+        caller.start()
+        deadline = time.monotonic() + 10
+        while not (inst_dir / "fake.hanging.start").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        host.interrupt()
+        caller.join(5)
+        assert len(raised) == 1  # the start was given up before the VM was launched
+        deadline = time.monotonic() + 15
+        while not (inst_dir / "fakevm.log").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (inst_dir / "fakevm.log").exists(), "the driver did not go on to launch the VM"
+        while pidfile.read(inst_dir / "fake.pid").alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pidfile.read(inst_dir / "fake.pid").alive, "the VM of the abandoned start is still running"
+    finally:
+        host.close()
+        supervisor.stop_servers(inst_dir, force=True)
+        vm = pidfile.read(inst_dir / "fake.pid").process
+        if vm is not None:
+            vm.kill()
+
+
+def _raised(fn: object, kind: type[BaseException]) -> list[BaseException]:
+    """What calling *fn* raised, if of *kind*: for a call made in another thread."""
+    try:
+        fn()  # type: ignore[operator]
+    except kind as exc:
+        return [exc]
+    return []
