@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -346,8 +347,8 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
     sock = instance_dir / filenames.driver_socket(sessions.name)
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
-                         options=rpc.SERVER_OPTIONS)
+    executor = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=_CALL_THREAD)
+    server = grpc.server(executor, options=rpc.SERVER_OPTIONS)
     stop = threading.Event()
     rpc.add_servicers(server, *_handlers(_Servicer(sessions, instance_dir, stop)))
     # Before the socket exists: a host may signal us as soon as it sees it.
@@ -371,7 +372,28 @@ def _serve(sessions: _Sessions, instance_dir: Path) -> int:
         server.stop(SHUTDOWN_GRACE).wait()
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
+    executor.shutdown(wait=False)
+    _leave_hung_calls()
     return 0
+
+
+_CALL_THREAD = "driver-call"
+
+
+def _leave_hung_calls() -> None:
+    """Exit at once when a hook call still runs after the shutdown grace (a hung driver): the
+    interpreter would wait for its thread on the way out, and the host kills the process after
+    ``supervisor.STOP_TIMEOUT`` anyway."""
+    deadline = time.monotonic() + 1.0
+    threads = [t for t in threading.enumerate() if t.name.startswith(_CALL_THREAD)]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = sum(t.is_alive() for t in threads)
+    if hung:
+        log.warning("%d call(s) still running after the grace; exiting without them", hung)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _load(target: str) -> object:

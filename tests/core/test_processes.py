@@ -202,6 +202,12 @@ def test_interrupt_cancels_a_call_without_deadline(inst_dir: Path, driver_bin: P
         assert len(raised) == 1 and type(raised[0]) is DriverError
         assert "the call to create disk of driver 'fake' was interrupted" in str(raised[0])
         assert host.info().name == "fake"
+        # The hung hook's thread does not keep the driver process alive once it is asked to stop.
+        t0 = time.monotonic()
+        assert supervisor.stop_servers(inst_dir) == []
+        assert time.monotonic() - t0 < supervisor.STOP_TIMEOUT / 2
+        assert "1 call(s) still running after the grace; exiting without them" in \
+            (inst_dir / "driver.stderr.log").read_text()
     finally:
         host.close()
         supervisor.stop_servers(inst_dir, force=True)
