@@ -3,12 +3,15 @@ share, internal and external qemu; and the Debian guest with real cloud-init (im
 
 What must hold: a file in the guest's tmpfs and a process started before the suspend are there after the
 resume; the share is mounted again (and a share in use stops the suspend, the VM running on); the guest's
-clock is the host's again; suspend -> stop -> start boots cleanly."""
+clock is the host's again (and, on image B, its DNS and a forwarded port work again); suspend -> stop -> start
+boots cleanly."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,8 +138,34 @@ def test_cloud_init_guest_with_a_9p_share(lima, lima_env: dict[str, str], tmp_pa
     # cloud-init wrote the share to fstab (the resume mounts it from lima-core's own record all the same)
     assert any(line.split()[1:3] == ["/mnt/host", "9p"] for line in fstab.splitlines()), fstab
 
-    def dns() -> None:
+    # A web server in the guest, forwarded to the same port on the host by Lima's default rule through the
+    # guest agent; it runs on through the suspend, and the resumed guest agent reports it again.
+    web = free_port()
+    lima("shell", "susb", "sh", "-c", f"cd /tmp && nohup python3 -m http.server {web} --bind 127.0.0.1 "
+                                      ">/dev/null 2>&1 </dev/null &")
+
+    def dns_and_forward() -> None:
         # The guest's DNS goes to the host agent's server, on the ports of its boot: a resumed guest's too.
         assert lima("shell", "susb", "getent", "hosts", "resume.test").stdout.split()[:1] == ["10.1.2.3"]
+        assert http_status(web, within=60) == 200
 
-    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susb", share, "/mnt/host", dns)
+    suspend_resume_stop_start(lima, lima_env["LIMA_HOME"], "susb", share, "/mnt/host", dns_and_forward)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(port: int, within: float) -> int:
+    """The status of GET / on the host's *port*, once something answers there (a forward may take a moment)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                return response.status
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
