@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -13,9 +14,10 @@ import psutil
 import pytest
 
 from lima_core import pidfile, processes
-from lima_core.errors import DriverProcessError, DriverTimeout
+from lima_core.errors import DriverError, DriverProcessError, DriverTimeout
 from lima_core.external import supervisor
 from lima_core.external.client import connect
+from lima_core.host import DriverHost
 from lima_core.protocol import rpc
 from lima_core.testing.conformance import new_instance
 
@@ -183,22 +185,10 @@ def test_graceful_stop_escalates_to_kill(inst_dir: Path, short_tmp: Path) -> Non
 def test_interrupt_cancels_a_call_without_deadline(inst_dir: Path, driver_bin: Path) -> None:
     """DriverHost.interrupt, from another thread, ends an external driver's call that hangs (how the host
     agent's stop ends a start): the caller gets one DriverError, and the driver answers other calls."""
-    import threading
-
-    from lima_core.errors import DriverError
-
     host = connect(str(driver_bin / "lima-driver-fake"), "fake", inst_dir)
     try:
         host.configure(new_instance(inst_dir, "fake", {"vmOpts": {"fake": {"hangIn": {"create_disk": 300}}}}))
-        raised: list[BaseException] = []
-        caller = threading.Thread(target=lambda: raised.extend(_raised(host.create_disk, BaseException)))
-        caller.start()
-        deadline = time.monotonic() + 10
-        while not (inst_dir / "fake.hanging.create_disk").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        host.interrupt()
-        caller.join(5)
-        assert not caller.is_alive()
+        raised = _interrupt_while_hanging(host, inst_dir, "create_disk")
         assert len(raised) == 1 and type(raised[0]) is DriverError
         assert "the call to create disk of driver 'fake' was interrupted" in str(raised[0])
         assert host.info().name == "fake"
@@ -216,22 +206,11 @@ def test_interrupt_cancels_a_call_without_deadline(inst_dir: Path, driver_bin: P
 def test_a_start_the_host_gave_up_on_ends_the_vm_it_started(inst_dir: Path, driver_bin: Path) -> None:
     """The host cancels the start stream while the driver is still starting the VM (a stop during the
     start): once the driver's start returns, the server ends that VM, which no one else knows of."""
-    import threading
-
-    from lima_core.errors import DriverError
-
     host = connect(str(driver_bin / "lima-driver-fake"), "fake", inst_dir)
     try:
         host.configure(new_instance(inst_dir, "fake", {"vmOpts": {"fake": {"hangIn": {"start": 1}}}}))
-        raised: list[BaseException] = []
-        caller = threading.Thread(target=lambda: raised.extend(_raised(host.start, DriverError)))
-        caller.start()
-        deadline = time.monotonic() + 10
-        while not (inst_dir / "fake.hanging.start").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        host.interrupt()
-        caller.join(5)
-        assert len(raised) == 1  # the start was given up before the VM was launched
+        raised = _interrupt_while_hanging(host, inst_dir, "start")
+        assert len(raised) == 1 and isinstance(raised[0], DriverError)  # given up before the VM was launched
         deadline = time.monotonic() + 15
         while not (inst_dir / "fakevm.log").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -247,10 +226,22 @@ def test_a_start_the_host_gave_up_on_ends_the_vm_it_started(inst_dir: Path, driv
             vm.kill()
 
 
-def _raised(fn: object, kind: type[BaseException]) -> list[BaseException]:
-    """What calling *fn* raised, if of *kind*: for a call made in another thread."""
-    try:
-        fn()  # type: ignore[operator]
-    except kind as exc:
-        return [exc]
-    return []
+def _interrupt_while_hanging(host: DriverHost, inst_dir: Path, hook: str) -> list[BaseException]:
+    """Call *hook* in another thread and interrupt it once the fake driver hangs in it; what the call raised."""
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            getattr(host, hook)()
+        except BaseException as exc:  # noqa: BLE001 - what the caller gets is the point
+            raised.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not (inst_dir / f"fake.hanging.{hook}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    host.interrupt()
+    caller.join(5)
+    assert not caller.is_alive(), f"{hook} was not interrupted"
+    return raised
