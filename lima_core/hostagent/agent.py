@@ -53,7 +53,6 @@ log = logging.getLogger("lima_core.hostagent")
 INTERRUPT_GRACE = 1.0
 
 
-
 def free_port(port: int = 0) -> int:
     """*port* if it is free on 127.0.0.1 (0: any free port); 0 if it is taken."""
     with socket.socket() as s:
