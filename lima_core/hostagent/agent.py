@@ -123,12 +123,12 @@ class HostAgent:
     def on_signal(self, signum: int, _frame: Any) -> None:
         self.request_stop(signal.Signals(signum).name)
         if self.booting:
-            self.booting = False
-            raise _StopDuringBoot(self.stop_reason)
+            self._check_stop()
 
     def _check_stop(self) -> None:
-        """Between two steps of the start: a stop asked meanwhile ends the start here, also when the
-        signal's exception was lost (Python drops one raised while a finalizer, ``__del__``, runs)."""
+        """Between two steps of the start, and from the stop signal's handler: a stop asked ends the start
+        here, also when the signal's exception was lost (Python drops one raised while a finalizer,
+        ``__del__``, runs). Disarms the handler, so the exception is raised once."""
         if self.stopping.is_set():
             self.booting = False
             raise _StopDuringBoot(self.stop_reason)
